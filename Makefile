@@ -1,0 +1,43 @@
+# looptrain: `make train` then `make test` is all the set-up a fresh clone needs.
+# Variables: RUN=name (runs/<name>), CONFIG=configs/x.toml, ARGS='--flags for the script',
+#            TF=cpu|gpu (which TensorFlow wheel `make setup` installs), TEXT='...' for later targets.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TF     ?= cpu
+RUN    ?= default
+CONFIG ?= configs/textcnn.toml
+ARGS   ?=
+# The stamp makes `make setup` a no-op once the venv matches pyproject.toml and the TF choice.
+STAMP  := $(VENV)/.installed-$(TF)
+
+.PHONY: setup train resume eval tensorboard test clean distclean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[$(TF),dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+train: setup  ## train CONFIG into runs/RUN (default: reference TextCNN on the embedded corpus)
+	$(PY) scripts/train.py --config $(CONFIG) --run-dir runs/$(RUN) $(ARGS)
+
+resume: setup  ## continue runs/RUN from its latest checkpoint
+	$(PY) scripts/train.py --run-dir runs/$(RUN) --resume $(ARGS)
+
+eval: setup  ## test loss/accuracy of runs/RUN's best checkpoint
+	$(PY) scripts/evaluate.py --run-dir runs/$(RUN) $(ARGS)
+
+tensorboard: setup  ## TensorBoard over every run under runs/
+	$(VENV)/bin/tensorboard --logdir runs
+
+test: setup  ## the test suite (a few minutes on 2 CPU cores)
+	$(PY) -m pytest -q
+
+clean:  ## remove run outputs and generated data (keeps .venv)
+	rm -rf runs data .pytest_cache
+
+distclean: clean  ## also remove the virtual environment
+	rm -rf $(VENV) *.egg-info

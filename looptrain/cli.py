@@ -1,0 +1,128 @@
+"""Command-line front ends shared by `scripts/*.py`: argument parsing and the user-error contract.
+
+A `UserError` anywhere below becomes one line on stderr and exit status 2 (no traceback); Ctrl-C
+exits 130. Logic lives in the library; this module only maps flags to config keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+# Quiet TensorFlow's C++ start-up banner for CLI users (the environment still wins).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from looptrain import config as config_lib  # noqa: E402
+from looptrain.errors import UserError  # noqa: E402
+
+# Script flag -> config key. Flags sit between the config file and --set in precedence.
+TRAIN_FLAGS = {
+    "data_dir": "data.data_dir", "model": "model.name", "epochs": "train.num_epochs",
+    "max_steps": "train.max_steps", "batch_size": "train.batch_size",
+    "learning_rate": "train.learning_rate", "seed": "train.seed", "eval_every": "train.eval_every",
+    "checkpoint_every": "train.checkpoint_every", "patience": "train.patience",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Runs a script's `main`, turning user errors into one stderr line and exit status 2."""
+    try:
+        return main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="train.py", description="Train a model with looptrain's custom loop.")
+    p.add_argument("--config", help="TOML config file (default: built-in reference TextCNN)")
+    p.add_argument("--run-dir", default="runs/default", help="run directory (default: runs/default)")
+    p.add_argument("--data-dir", help="directory with train/val/test files (default: embedded corpus)")
+    p.add_argument("--model", help="registered model name (textcnn, textrnn)")
+    p.add_argument("--epochs", type=int, help="train.num_epochs")
+    p.add_argument("--max-steps", type=int, help="train.max_steps (0 = no limit)")
+    p.add_argument("--batch-size", type=int, help="train.batch_size")
+    p.add_argument("--learning-rate", type=float, help="train.learning_rate")
+    p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--eval-every", type=int, help="train.eval_every (steps)")
+    p.add_argument("--checkpoint-every", type=int, help="train.checkpoint_every (steps)")
+    p.add_argument("--patience", type=int, help="train.patience (steps without improvement)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config key, e.g. --set model.dropout=0.3 (repeatable)")
+    return p
+
+
+def resolve_train_config(args: argparse.Namespace) -> config_lib.Config:
+    """Builds the run's config: defaults < --config file < flags < --set (or the saved config)."""
+    flags = {f"--{name.replace('_', '-')}": (key, getattr(args, name))
+             for name, key in TRAIN_FLAGS.items() if getattr(args, name) is not None}
+    sets = config_lib.parse_set(args.set)
+    if args.resume:
+        from looptrain.run import RunDir
+
+        if args.config:
+            raise UserError("--resume continues with the run's saved config.json; drop --config")
+        run = RunDir(args.run_dir)
+        run.check_resumable()
+        config = run.load_config()
+        for flag, (key, value) in flags.items():
+            config = config_lib.resume_config(config, {key: value}, source=flag)
+        return config_lib.resume_config(config, sets, source="--set")
+    config = config_lib.load_toml(args.config) if args.config else config_lib.Config()
+    for flag, (key, value) in flags.items():
+        config = config.replace({key: value}, source=flag)
+    return config.replace(sets, source="--set")
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    args = train_parser().parse_args(argv)
+    config = resolve_train_config(args)
+    from looptrain.train.loop import train_and_evaluate  # imports TensorFlow: after arg checks
+
+    result = train_and_evaluate(config, args.run_dir, resume=args.resume)
+    print(f"run {args.run_dir}: step {result.step}, best val accuracy {result.best_value:.4f} at step "
+          f"{result.best_step}, {result.examples_per_second:.0f} train examples/s")
+    return 0
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="evaluate.py", description="Evaluate a trained run on its test split.")
+    p.add_argument("--run-dir", required=True, help="run directory written by train.py")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (default), latest, or a checkpoint path prefix")
+    p.add_argument("--split", default="test", choices=("test", "val"), help="split to evaluate")
+    p.add_argument("--data-dir", help="read the split from here instead of the run's data.data_dir")
+    return p
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    args = evaluate_parser().parse_args(argv)
+    from looptrain.evaluate import evaluate_run
+
+    result = evaluate_run(args.run_dir, checkpoint=args.checkpoint, split=args.split,
+                          data_dir=args.data_dir)
+    print(f"{args.split} loss {result.loss:.4f}  accuracy {result.accuracy:.4f}  "
+          f"({result.num_examples} examples, checkpoint {result.checkpoint}, "
+          f"time used {result.seconds:.1f}s)")
+    return 0
+
+
+def train_entry() -> None:
+    """Console script `looptrain-train`."""
+    sys.exit(run_main(train_main))
+
+
+def evaluate_entry() -> None:
+    """Console script `looptrain-evaluate`."""
+    sys.exit(run_main(evaluate_main))

@@ -1,0 +1,226 @@
+"""Configuration: frozen dataclasses per concern, TOML files and command-line overrides.
+
+Precedence, lowest first: dataclass defaults (the reference TextCNN) < TOML file < script flags <
+`--set section.key=value`. Every value is checked against its field's type and range, and an unknown
+section or key is an error naming it, so a typo never silently trains the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from looptrain.errors import ConfigError
+
+
+def _field(default, *, low=None, high=None, choices=None, doc=""):
+    """A dataclass field carrying its validation bounds in metadata."""
+    return field(default=default, metadata={"low": low, "high": high, "choices": choices, "doc": doc})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from and how text becomes a fixed-length id sequence."""
+
+    data_dir: str = _field("", doc="directory with train/val/test files; '' = embedded synthetic corpus")
+    seq_length: int = _field(600, low=1, doc="characters per example after padding/truncation")
+    vocab_size: int = _field(5000, low=2, doc="vocabulary size including <PAD> (id 0)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture. `name` selects a registered model; each model reads the fields it needs."""
+
+    name: str = _field("textcnn", choices=("textcnn", "textrnn"), doc="registered model name")
+    embedding_dim: int = _field(64, low=1, doc="character embedding width")
+    num_filters: int = _field(256, low=1, doc="TextCNN: convolution filters")
+    kernel_size: int = _field(5, low=1, doc="TextCNN: convolution width")
+    hidden_dim: int = _field(128, low=1, doc="dense layer width (TextCNN, TextRNN) and RNN units (TextRNN)")
+    dropout: float = _field(0.5, low=0.0, high=0.99, doc="dropout rate (probability of dropping)")
+    rnn_cell: str = _field("lstm", choices=("lstm", "gru"), doc="TextRNN: recurrent cell")
+    num_layers: int = _field(2, low=1, doc="TextRNN: stacked recurrent layers")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and the cadence of evaluation, logging and checkpointing (all in steps)."""
+
+    learning_rate: float = _field(1e-3, low=1e-12, doc="Adam learning rate")
+    batch_size: int = _field(64, low=1, doc="examples per training step")
+    num_epochs: int = _field(10, low=1, doc="passes over the training split")
+    max_steps: int = _field(0, low=0, doc="stop after this many steps; 0 = no limit")
+    eval_every: int = _field(100, low=1, doc="evaluate on the validation split every N steps")
+    checkpoint_every: int = _field(100, low=1, doc="write a checkpoint every N steps (and at the end)")
+    log_every: int = _field(10, low=1, doc="write training scalars every N steps")
+    patience: int = _field(1000, low=1, doc="stop after N steps without a better val accuracy")
+    clip_norm: float = _field(0.0, low=0.0, doc="global-norm gradient clipping; 0 = off")
+    keep_checkpoints: int = _field(5, low=1, doc="how many recent checkpoints to keep")
+    seed: int = _field(42, low=0, doc="seed for weights, dropout and data shuffling")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of a run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def replace(self, overrides: Mapping[str, Any], *, source: str = "override") -> "Config":
+        """Returns a copy with dotted-key overrides (`{"train.batch_size": 32}`) applied and checked."""
+        sections = self.to_dict()
+        for key, value in overrides.items():
+            section, name = _split_key(key, source)
+            sections[section][name] = value
+        return from_dict(sections, source=source)
+
+
+_SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def known_keys() -> list[str]:
+    """All dotted keys, e.g. `train.batch_size`."""
+    return [f"{s}.{f.name}" for s, cls in _SECTION_CLASSES.items() for f in dataclasses.fields(cls)]
+
+
+def _split_key(key: str, source: str) -> tuple[str, str]:
+    section, _, name = key.partition(".")
+    cls = _SECTION_CLASSES.get(section)
+    if cls is None or name not in {f.name for f in dataclasses.fields(cls)}:
+        raise ConfigError(f"{source}: unknown config key '{key}' (known keys: {', '.join(known_keys())})")
+    return section, name
+
+
+def _check_value(fld: dataclasses.Field, value: Any, key: str, source: str) -> Any:
+    """Type- and range-checks one value; ints are accepted where floats are expected."""
+    expected = {"int": int, "float": float, "str": str, "bool": bool}[fld.type]
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(
+            f"{source}: '{key}' must be {fld.type}, got {type(value).__name__} {value!r}")
+    meta = fld.metadata
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
+    if meta.get("low") is not None and value < meta["low"]:
+        raise ConfigError(f"{source}: '{key}' must be >= {meta['low']}, got {value!r}")
+    if meta.get("high") is not None and value > meta["high"]:
+        raise ConfigError(f"{source}: '{key}' must be <= {meta['high']}, got {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{source}: '{key}' must be one of {list(meta['choices'])}, got {value!r}")
+    return value
+
+
+def from_dict(sections: Mapping[str, Any], *, source: str = "config") -> Config:
+    """Builds a checked `Config` from `{"data": {...}, "model": {...}, "train": {...}}`.
+
+    Missing sections and keys keep their defaults.
+
+    Raises:
+        ConfigError: naming `source` and the offending key.
+    """
+    built = {}
+    for section, values in sections.items():
+        if section not in _SECTION_CLASSES:
+            raise ConfigError(
+                f"{source}: unknown config section '{section}' (known: {', '.join(_SECTION_CLASSES)})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: '{section}' must be a table of keys")
+        cls = _SECTION_CLASSES[section]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for name, value in values.items():
+            key = f"{section}.{name}"
+            if name not in fields:
+                _split_key(key, source)  # raises with the list of known keys
+            kwargs[name] = _check_value(fields[name], value, key, source)
+        built[section] = cls(**kwargs)
+    return Config(**built)
+
+
+def load_toml(path: str | Path) -> Config:
+    """Reads a TOML config file on top of the defaults.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML, or has a bad key or value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (see configs/ for examples)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        sections = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return from_dict(sections, source=str(path))
+
+
+def parse_set(assignments: list[str]) -> dict[str, Any]:
+    """Parses `--set section.key=value` strings; values are TOML literals, else plain strings.
+
+    `--set train.learning_rate=3e-4` gives a float, `--set model.name=textrnn` a string.
+    """
+    overrides = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.batch_size=32")
+        key = key.strip()
+        _split_key(key, f"--set {item}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        overrides[key] = value
+    return overrides
+
+
+def load_json(path: str | Path) -> Config:
+    """Reads a resolved config written by `save_json` (a run's `config.json`)."""
+    path = Path(path)
+    try:
+        sections = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: is this a looptrain run directory?") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable run config ({exc}); the run directory is damaged") from None
+    return from_dict(sections, source=str(path))
+
+
+# Keys a resumed run may change: cadence and stopping, and where the (same) data now lives.
+# Everything else (architecture, vocabulary, batch size, seed, optimiser) is fixed by the checkpoint.
+RESUMABLE_KEYS = frozenset({
+    "data.data_dir", "train.num_epochs", "train.max_steps", "train.eval_every",
+    "train.checkpoint_every", "train.log_every", "train.patience", "train.keep_checkpoints",
+})
+
+
+def resume_config(saved: Config, overrides: Mapping[str, Any], *, source: str) -> Config:
+    """Applies overrides to a run's saved config, refusing any that would change a fixed key.
+
+    Raises:
+        ConfigError: an override changes a key outside `RESUMABLE_KEYS`, naming key, old and new.
+    """
+    current = {f"{s}.{k}": v for s, values in saved.to_dict().items() for k, v in values.items()}
+    for key, value in overrides.items():
+        section, name = _split_key(key, source)
+        if key in RESUMABLE_KEYS:
+            continue
+        new = getattr(getattr(from_dict({section: {name: value}}, source=source), section), name)
+        if new != current[key]:
+            raise ConfigError(
+                f"{source}: cannot change '{key}' of a resumed run (saved {current[key]!r}, given "
+                f"{new!r}); start a new --run-dir to train with a different value")
+    return saved.replace(overrides, source=source)

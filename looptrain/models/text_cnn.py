@@ -1,0 +1,34 @@
+"""TextCNN: the reference character-level news classifier.
+
+embedding -> Conv1D (no activation, as in the reference) -> global max pool over time ->
+dense `hidden_dim` -> dropout -> ReLU -> dense to `num_classes` logits.
+Parameters: V*E + (k*E*F + F) + (F*H + H) + (H*C + C).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from looptrain.models.registry import register
+
+
+@register("textcnn")
+class TextCNN(keras.Model):
+    """Character TextCNN returning unnormalised logits `[batch, num_classes]`."""
+
+    CONFIG_FIELDS = ("embedding_dim", "num_filters", "kernel_size", "hidden_dim", "dropout")
+
+    def __init__(self, *, vocab_size: int, num_classes: int, embedding_dim: int, num_filters: int,
+                 kernel_size: int, hidden_dim: int, dropout: float, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.conv = keras.layers.Conv1D(num_filters, kernel_size, name="conv")
+        self.pool = keras.layers.GlobalMaxPooling1D(name="max_pool")
+        self.hidden = keras.layers.Dense(hidden_dim, name="fc")
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.classifier = keras.layers.Dense(num_classes, name="logits")
+
+    def call(self, token_ids, training=False):
+        h = self.pool(self.conv(self.embedding(token_ids)))
+        h = self.dropout(self.hidden(h), training=training)
+        return self.classifier(keras.ops.relu(h))

@@ -1,0 +1,46 @@
+"""TextRNN: stacked LSTM/GRU over character embeddings, padding masked.
+
+embedding (mask_zero) -> `num_layers` recurrent layers of `hidden_dim` units with dropout between them
+-> the last layer's final state -> dense `hidden_dim` -> dropout -> ReLU -> dense logits.
+The mask is passed explicitly to every recurrent layer: in a subclassed model nothing else guarantees
+it arrives, and without it the trailing padding would change the final state.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from looptrain.models.registry import register
+
+_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+
+
+@register("textrnn")
+class TextRNN(keras.Model):
+    """Stacked recurrent text classifier returning logits `[batch, num_classes]`."""
+
+    CONFIG_FIELDS = ("embedding_dim", "hidden_dim", "dropout", "rnn_cell", "num_layers")
+
+    def __init__(self, *, vocab_size: int, num_classes: int, embedding_dim: int, hidden_dim: int,
+                 dropout: float, rnn_cell: str, num_layers: int, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
+                                                name="embedding")
+        cell = _CELLS[rnn_cell]
+        self.rnns = [cell(hidden_dim, return_sequences=i < num_layers - 1, name=f"{rnn_cell}_{i}")
+                     for i in range(num_layers)]
+        self.between = [keras.layers.Dropout(dropout, name=f"dropout_{i}")
+                        for i in range(num_layers - 1)]
+        self.hidden = keras.layers.Dense(hidden_dim, name="fc")
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.classifier = keras.layers.Dense(num_classes, name="logits")
+
+    def call(self, token_ids, training=False):
+        mask = keras.ops.not_equal(token_ids, 0)
+        h = self.embedding(token_ids)
+        for i, rnn in enumerate(self.rnns):
+            h = rnn(h, mask=mask, training=training)
+            if i < len(self.between):
+                h = self.between[i](h, training=training)
+        h = self.dropout(self.hidden(h), training=training)
+        return self.classifier(keras.ops.relu(h))

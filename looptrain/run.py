@@ -1,0 +1,86 @@
+"""The run directory: its layout, its artifacts, and the guards that keep a run from being clobbered.
+
+    RUN/config.json     resolved configuration (data.data_dir absolute)
+    RUN/vocab.txt       one token per line, <PAD> first (line number - 1 = id)
+    RUN/labels.txt      one label per line (line number - 1 = class id)
+    RUN/checkpoints/    ckpt-<step>.* and the `checkpoint` index (latest few)
+    RUN/best/           best-<step>.* weights of the best validation accuracy, best.json
+    RUN/logs/train|val  TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from looptrain import config as config_lib
+from looptrain.errors import RunDirError
+from looptrain.files import read_lines, write_lines, write_text_atomic
+
+
+class RunDir:
+    """Paths and artifacts of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_file = self.path / "config.json"
+        self.vocab_file = self.path / "vocab.txt"
+        self.labels_file = self.path / "labels.txt"
+        self.checkpoints = self.path / "checkpoints"
+        self.best = self.path / "best"
+        self.logs = self.path / "logs"
+
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoints / "checkpoint").is_file()
+
+    def check_new(self) -> None:
+        """Refuses to start a fresh run where one already exists (nothing is overwritten).
+
+        Raises:
+            RunDirError: the directory holds a run's config or checkpoints.
+        """
+        if self.has_checkpoint():
+            raise RunDirError(f"{self.path} already holds a run with checkpoints: continue it with "
+                              f"--resume, or choose another --run-dir")
+        if self.config_file.exists():
+            raise RunDirError(f"{self.path} already holds a run (config.json) but no checkpoint yet: "
+                              f"delete that directory or choose another --run-dir")
+
+    def check_resumable(self) -> None:
+        """Raises RunDirError unless there is a config and a checkpoint to resume from."""
+        if not self.path.is_dir():
+            raise RunDirError(f"--resume: run directory {self.path} does not exist")
+        if not self.config_file.is_file() or not self.has_checkpoint():
+            raise RunDirError(f"--resume: nothing to resume in {self.path} (no config.json or no "
+                              f"checkpoints/checkpoint); start it without --resume")
+
+    def check_exists(self) -> None:
+        """Raises RunDirError unless this looks like a run directory (for evaluation)."""
+        if not self.config_file.is_file():
+            raise RunDirError(f"{self.path} is not a looptrain run directory (no config.json)")
+
+    def initialize(self, config: config_lib.Config, vocab: list[str], labels: list[str]) -> None:
+        """Creates the directory and writes config, vocabulary and labels (each atomically)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_lines(self.vocab_file, vocab)
+        write_lines(self.labels_file, labels)
+        self.save_config(config)
+
+    def save_config(self, config: config_lib.Config) -> None:
+        text = json.dumps(config.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        write_text_atomic(self.config_file, text)
+
+    def load_config(self) -> config_lib.Config:
+        return config_lib.load_json(self.config_file)
+
+    def load_vocab(self) -> list[str]:
+        return self._read(self.vocab_file)
+
+    def load_labels(self) -> list[str]:
+        return self._read(self.labels_file)
+
+    def _read(self, path: Path) -> list[str]:
+        try:
+            return read_lines(path)
+        except OSError as exc:
+            raise RunDirError(f"cannot read {path}: {exc.strerror}; the run directory is damaged") from None

@@ -1,0 +1,50 @@
+"""Terminal display: a rich progress bar while training and one log line per evaluation."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
+
+
+class _StepsPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.2f} steps/s" if task.speed else "-.-- steps/s", style="cyan")
+
+
+class Display:
+    """Progress bar (step, loss, accuracy, steps/s, ETA, best so far) plus plain log lines.
+
+    The live bar is shown only on a terminal; piped output (CI, log files) gets the log lines alone.
+    """
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console()
+        self._progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  acc {task.fields[accuracy]}"),
+            _StepsPerSecond(), TimeRemainingColumn(),
+            TextColumn("best {task.fields[best]}"),
+            console=self.console, disable=not self.console.is_terminal, transient=False)
+        self._task = None
+
+    def start(self, *, step: int, total: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total, completed=step,
+                                             loss="-", accuracy="-", best="-")
+
+    def update(self, step: int, *, loss: float | None = None, accuracy: float | None = None,
+               best: float | None = None) -> None:
+        fields = {}
+        if loss is not None:
+            fields.update(loss=f"{loss:.4f}", accuracy=f"{accuracy:.3f}")
+        if best is not None:
+            fields["best"] = f"{best:.4f}"
+        self._progress.update(self._task, completed=step, **fields)
+
+    def log(self, message: str) -> None:
+        self._progress.console.print(message, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        self._progress.stop()

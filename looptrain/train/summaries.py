@@ -1,0 +1,40 @@
+"""TensorBoard writing: one `tf.summary` writer per split under `RUN/logs/<split>`.
+
+The loop hands over flat metric dicts keyed `split/name` (`train/loss`, `val/accuracy`); the split
+prefix picks the writer and the full key is the tag, so the loop never touches `tf.summary` itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+
+class SummaryWriter:
+    """Writes `split/name` scalars into `logdir/<split>` event files."""
+
+    def __init__(self, logdir: Path):
+        self.logdir = Path(logdir)
+        self._writers: dict[str, tf.summary.SummaryWriter] = {}
+
+    def _writer(self, split: str) -> tf.summary.SummaryWriter:
+        if split not in self._writers:
+            self._writers[split] = tf.summary.create_file_writer(str(self.logdir / split))
+        return self._writers[split]
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        """Writes each `split/name: value` at `step`."""
+        for key, value in values.items():
+            split = key.partition("/")[0]
+            with self._writer(split).as_default():
+                tf.summary.scalar(key, value, step=step)
+
+    def flush(self) -> None:
+        for writer in self._writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()

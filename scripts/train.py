@@ -1,0 +1,9 @@
+"""Train a model: `python scripts/train.py [--config configs/textcnn.toml] [--run-dir runs/x] ...`.
+
+See `--help`; the logic lives in `looptrain.cli.train_main`.
+"""
+
+from looptrain.cli import train_entry
+
+if __name__ == "__main__":
+    train_entry()

@@ -1,0 +1,52 @@
+"""Shared fixtures: a small generated corpus and the tiny config pointed at it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from looptrain import config as config_lib  # noqa: E402
+from looptrain.data import synthetic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small, and denser in keywords than the default corpus, so the tiny model learns within a few
+# dozen steps while every code path (vocab, labels, shuffling, partial batches) is exercised.
+SMALL_SPEC = synthetic.SyntheticSpec(seed=11, num_train=250, num_val=60, num_test=60,
+                                     num_topic_chars=60, keywords_per_category=6, shared_keywords=1,
+                                     keyword_rate=0.15, own_keyword_prob=0.9, median_length=120,
+                                     label_noise=0.0)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    return synthetic.generate(tmp_path_factory.mktemp("data") / "small", SMALL_SPEC)
+
+
+@pytest.fixture()
+def tiny_config(corpus_dir) -> config_lib.Config:
+    """configs/tiny.toml on the small corpus (the default config with a few fields changed)."""
+    return config_lib.load_toml(ROOT / "configs" / "tiny.toml").replace(
+        {"data.data_dir": str(corpus_dir)})
+
+
+@pytest.fixture()
+def quiet_display():
+    """A display whose output is captured instead of printed."""
+    from rich.console import Console
+
+    from looptrain.train.progress import Display
+
+    return Display(Console(file=open(os.devnull, "w"), force_terminal=False))
+
+
+def write_data(directory: Path, train: str, val: str | None = None, test: str | None = None) -> Path:
+    """Writes a data directory; val/test default to the train content."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, content in (("train", train), ("val", val or train), ("test", test or train)):
+        (directory / f"{name}.txt").write_text(content, encoding="utf-8")
+    return directory

@@ -1,0 +1,131 @@
+"""End-to-end tests through `train_and_evaluate`, the function the train script calls."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from looptrain.errors import RunDirError
+from looptrain.train.checkpoint import EarlyStopping
+from looptrain.train.loop import train_and_evaluate
+
+
+def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    """All scalar summaries under `logdir`, read back from the event files."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(logdir.rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+    return scalars
+
+
+def test_tiny_run_leaves_a_complete_run_directory(tiny_config, tmp_path, quiet_display):
+    run = tmp_path / "run"
+    result = train_and_evaluate(tiny_config, run, display=quiet_display)
+    assert result.step == tiny_config.train.max_steps == 60 and result.stop_reason == "max_steps"
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["data"]["data_dir"] == tiny_config.data.data_dir and Path(saved["data"]["data_dir"]).is_absolute()
+    vocab = (run / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    train_text = "".join(line.split("\t", 1)[1] for line in
+                         (Path(tiny_config.data.data_dir) / "train.txt").read_text().splitlines())
+    # <PAD> plus every training character: this small corpus has fewer than vocab_size - 1.
+    assert vocab[0] == "<PAD>" and sorted(vocab[1:]) == sorted(set(train_text))
+    assert len(vocab) < tiny_config.data.vocab_size
+    labels = (run / "labels.txt").read_text(encoding="utf-8").split()
+    assert len(labels) == 10 and labels == sorted(labels)
+    assert (run / "checkpoints" / "checkpoint").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").glob("ckpt-*.index")) == [
+        "ckpt-20.index", "ckpt-40.index", "ckpt-60.index"]
+    assert tf.train.latest_checkpoint(str(run / "best")) is not None
+
+    scalars = read_scalars(run / "logs")
+    assert {"train/loss", "train/accuracy", "train/learning_rate", "val/loss", "val/accuracy"} <= set(scalars)
+    assert [s for s, _ in scalars["val/accuracy"]] == [20, 40, 60]
+    assert [s for s, _ in scalars["train/loss"]] == list(range(5, 61, 5))
+    assert list((run / "logs" / "val").glob("events.*")) and list((run / "logs" / "train").glob("events.*"))
+    # The model learned something: validation accuracy well above chance (10 classes).
+    assert max(v for _, v in scalars["val/accuracy"]) > 0.3
+
+    # best/ holds the first step with the highest validation accuracy, and says so.
+    best = json.loads((run / "best" / "best.json").read_text())
+    accs = scalars["val/accuracy"]
+    top = max(v for _, v in accs)
+    assert best["step"] == next(s for s, v in accs if v == top) == result.best_step
+    assert best["val_accuracy"] == pytest.approx(top)
+
+
+def test_best_copy_is_written_only_on_improvement(tiny_config, tmp_path, quiet_display):
+    # A vanishing learning rate freezes the weights: only the first evaluation can improve.
+    config = tiny_config.replace({"train.learning_rate": 1e-12, "train.patience": 1000})
+    run = tmp_path / "run"
+    train_and_evaluate(config, run, display=quiet_display)
+    assert sorted(p.name for p in (run / "best").glob("best-*.index")) == ["best-20.index"]
+    assert json.loads((run / "best" / "best.json").read_text())["step"] == 20
+
+
+def test_early_stopping_stops_after_patience_steps(tiny_config, tmp_path, quiet_display):
+    config = tiny_config.replace({"train.learning_rate": 1e-12, "train.patience": 20,
+                                  "train.eval_every": 10, "train.max_steps": 200})
+    result = train_and_evaluate(config, tmp_path / "run", display=quiet_display)
+    # best at the first evaluation (step 10); 20 steps later, at step 30, it stops.
+    assert (result.stop_reason, result.step, result.best_step) == ("early_stopping", 30, 10)
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-30")
+
+
+def test_early_stopping_on_a_scripted_metric_sequence():
+    early = EarlyStopping(patience=300)
+    script = [(100, 0.5), (200, 0.6), (300, 0.6), (400, 0.55), (500, 0.61), (600, 0.6),
+              (700, 0.6), (800, 0.61)]
+    seen = [(early.update(step, value), early.should_stop(step)) for step, value in script]
+    # Equal is not better: 0.6 at 300 and 0.61 at 800 do not count as improvements.
+    assert [improved for improved, _ in seen] == [True, True, False, False, True, False, False,
+                                                  False]
+    assert [stop for _, stop in seen] == [False] * 7 + [True]  # 800 - 500 >= 300
+    assert int(early.best_step.numpy()) == 500 and float(early.best_value.numpy()) == 0.61
+
+
+def test_resume_continues_at_the_saved_step(tiny_config, tmp_path, quiet_display):
+    run = tmp_path / "run"
+    first = train_and_evaluate(tiny_config.replace({"train.max_steps": 30}), run, display=quiet_display)
+    assert first.step == 30
+    ckpt30 = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert tf.train.load_variable(ckpt30, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 30
+
+    resumed = train_and_evaluate(tiny_config.replace({"train.max_steps": 60}), run, resume=True,
+                                 display=quiet_display)
+    assert (resumed.step, resumed.steps_run) == (60, 30)
+    ckpt60 = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert ckpt60.endswith("ckpt-60")
+    assert tf.train.load_variable(ckpt60, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 60
+    assert tf.train.load_variable(ckpt60, "step/.ATTRIBUTES/VARIABLE_VALUE") == 60
+
+    # The resumed run ends where an uninterrupted run ends: same data order, dropout masks,
+    # optimizer state. (Exactness to the bit is the fault-tolerance issue's; here: 1e-5.)
+    straight = tmp_path / "straight"
+    train_and_evaluate(tiny_config.replace({"train.max_steps": 60}), straight, display=quiet_display)
+    ref = tf.train.latest_checkpoint(str(straight / "checkpoints"))
+    for name, _ in tf.train.list_variables(ref):
+        if name.startswith("model/"):
+            np.testing.assert_allclose(tf.train.load_variable(ckpt60, name),
+                                       tf.train.load_variable(ref, name), atol=1e-5, err_msg=name)
+
+
+def test_fresh_start_refuses_an_existing_run_and_touches_nothing(tiny_config, tmp_path, quiet_display):
+    run = tmp_path / "run"
+    train_and_evaluate(tiny_config.replace({"train.max_steps": 20}), run, display=quiet_display)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(RunDirError, match="already holds a run with checkpoints.*--resume"):
+        train_and_evaluate(tiny_config, run, display=quiet_display)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_with_nothing_to_resume_is_an_error(tiny_config, tmp_path, quiet_display):
+    with pytest.raises(RunDirError, match="does not exist"):
+        train_and_evaluate(tiny_config, tmp_path / "none", resume=True, display=quiet_display)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="nothing to resume"):
+        train_and_evaluate(tiny_config, tmp_path / "empty", resume=True, display=quiet_display)

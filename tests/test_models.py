@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from looptrain.config import ModelConfig
+from looptrain.models import build_model, create_model, registered_names
+
+V, C, L = 50, 4, 12
+
+
+def test_both_reference_models_are_registered():
+    assert {"textcnn", "textrnn"} <= set(registered_names())
+
+
+def test_textcnn_shape_and_closed_form_parameter_count():
+    cfg = ModelConfig(embedding_dim=6, num_filters=7, kernel_size=3, hidden_dim=5)
+    model = build_model(create_model(cfg, vocab_size=V, num_classes=C), L)
+    assert model(np.ones((2, L), np.int32)).shape == (2, C)
+    E, F, k, H = 6, 7, 3, 5
+    assert model.count_params() == V * E + (k * E * F + F) + (F * H + H) + (H * C + C)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_textrnn_shape_and_padding_is_masked(cell):
+    cfg = ModelConfig(name="textrnn", embedding_dim=6, hidden_dim=8, rnn_cell=cell, num_layers=2)
+    model = build_model(create_model(cfg, vocab_size=V, num_classes=C), L)
+    tokens = [5, 9, 3, 7]
+    short = np.array([tokens + [0] * 2], np.int32)
+    long = np.array([tokens + [0] * 20], np.int32)
+    bare = np.array([tokens], np.int32)
+    out = model(short).numpy()
+    assert out.shape == (1, C)
+    np.testing.assert_allclose(model(long).numpy(), out, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model(bare).numpy(), out, rtol=1e-6, atol=1e-6)
+    # ...while the text itself matters (the mask does not hide everything).
+    assert not np.allclose(model(np.array([[7, 3, 9, 5, 0, 0]], np.int32)).numpy(), out)
+
+
+def test_lstm_parameter_count_matches_closed_form():
+    E, H = 6, 8
+    cfg = ModelConfig(name="textrnn", embedding_dim=E, hidden_dim=H, num_layers=2)
+    model = build_model(create_model(cfg, vocab_size=V, num_classes=C), L)
+    lstm = lambda n, m: 4 * ((n + m) * m + m)  # noqa: E731  4((n+m)m+m), n inputs, m units
+    assert model.count_params() == V * E + lstm(E, H) + lstm(H, H) + (H * H + H) + (H * C + C)

@@ -1,0 +1,84 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from looptrain.data.corpus import load_corpus
+from looptrain.data.pipeline import make_eval_dataset, make_train_dataset
+from looptrain.models import build_model, create_model
+from looptrain.models.text_cnn import TextCNN
+from looptrain.train.step import Evaluator, Trainer, make_optimizer
+
+
+def _setup(config, num_epochs=4):
+    corpus = load_corpus(config.data.data_dir, seq_length=config.data.seq_length,
+                         vocab_size=config.data.vocab_size, splits=("train", "val"))
+    keras.utils.set_random_seed(config.train.seed)
+    model = build_model(create_model(config.model, vocab_size=len(corpus.vocab),
+                                     num_classes=len(corpus.labels)), config.data.seq_length)
+    optimizer = make_optimizer(learning_rate=config.train.learning_rate, clip_norm=5.0)
+    step = tf.Variable(0, dtype=tf.int64)
+    iterator = iter(make_train_dataset(*corpus.splits["train"], batch_size=config.train.batch_size,
+                                       seed=1, num_epochs=num_epochs))
+    return corpus, model, Trainer(model, optimizer, step), iterator
+
+
+def test_loss_falls_and_step_is_traced_once(tiny_config):
+    corpus, model, trainer, iterator = _setup(tiny_config)
+    per_epoch = -(-len(corpus.splits["train"][1]) // tiny_config.train.batch_size)
+    num_steps = 4 * per_epoch  # every epoch ends with a partial batch (250 = 15 * 16 + 10)
+    losses = [float(trainer.train_step(iterator)) for _ in range(num_steps)]
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
+    assert trainer.train_step.experimental_get_tracing_count() == 1
+    assert int(trainer.step.numpy()) == num_steps
+    assert int(trainer.optimizer.iterations.numpy()) == num_steps
+
+
+def test_metrics_accumulate_until_reset(tiny_config):
+    _, _, trainer, iterator = _setup(tiny_config)
+    trainer.train_step(iterator)
+    first = trainer.read_metrics(reset=False)
+    trainer.train_step(iterator)
+    assert trainer.metrics["loss"].count.numpy() == 2
+    trainer.read_metrics(reset=True)
+    assert trainer.metrics["loss"].count.numpy() == 0 and first["loss"] > 0
+
+
+class Penalised(TextCNN):
+    """TextCNN with an L2 penalty on the output kernel added through `add_loss`."""
+
+    def call(self, token_ids, training=False):
+        logits = super().call(token_ids, training=training)
+        self.add_loss(0.5 * tf.reduce_sum(tf.square(self.classifier.kernel)))
+        return logits
+
+
+def test_model_losses_enter_the_objective(tiny_config):
+    cfg = tiny_config.replace({"model.dropout": 0.0})
+    corpus = load_corpus(cfg.data.data_dir, seq_length=cfg.data.seq_length,
+                         vocab_size=cfg.data.vocab_size, splits=("train",))
+    x, y = (a[:16] for a in corpus.splits["train"])
+    model = build_model(Penalised(vocab_size=len(corpus.vocab), num_classes=len(corpus.labels),
+                                   embedding_dim=8, num_filters=16, kernel_size=3, hidden_dim=16,
+                                   dropout=0.0), cfg.data.seq_length)
+    penalty = 0.5 * float(tf.reduce_sum(tf.square(model.classifier.kernel)))
+    ce = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=y, logits=model(x, training=False))))
+    trainer = Trainer(model, make_optimizer(learning_rate=1e-3, clip_norm=0.0), tf.Variable(0, tf.int64))
+    loss = float(trainer.train_step(iter(tf.data.Dataset.from_tensors((x, y)))))
+    assert penalty > 0.01
+    np.testing.assert_allclose(loss, ce + penalty, rtol=1e-5)
+
+
+def test_evaluate_is_example_weighted_and_traced_once(tiny_config):
+    corpus, model, _, _ = _setup(tiny_config)
+    x, y = corpus.splits["val"]
+    evaluator = Evaluator(model)
+    got = evaluator.evaluate(make_eval_dataset(x, y, batch_size=7))  # 60 = 8*7 + 4: partial batch
+    logits = model(x, training=False)
+    expected_loss = tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    expected_acc = np.mean(np.argmax(logits.numpy(), 1) == y)
+    np.testing.assert_allclose(float(got["loss"]), float(expected_loss), rtol=1e-5)
+    np.testing.assert_allclose(float(got["accuracy"]), expected_acc, rtol=1e-6)
+    evaluator.evaluate(make_eval_dataset(x, y, batch_size=7))
+    assert evaluator.evaluate.experimental_get_tracing_count() == 1

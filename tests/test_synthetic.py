@@ -1,0 +1,36 @@
+import json
+
+from conftest import SMALL_SPEC
+from looptrain.data import synthetic, text
+
+
+def test_generation_is_deterministic_and_in_the_data_format(tmp_path):
+    a = synthetic.generate(tmp_path / "a", SMALL_SPEC)
+    b = synthetic.generate(tmp_path / "b", SMALL_SPEC)
+    for split in ("train", "val", "test"):
+        assert (a / f"{split}.txt").read_bytes() == (b / f"{split}.txt").read_bytes()
+    train = text.read_examples(a / "train.txt")
+    assert len(train.labels) == SMALL_SPEC.num_train
+    assert set(train.labels) == set(synthetic.CATEGORIES)
+    lengths = [len(t) for t in train.texts]
+    assert min(lengths) < 60 < max(lengths)  # varied lengths
+    assert json.loads((a / "manifest.json").read_text())["synthetic"] is True
+
+
+def test_other_seed_gives_other_corpus(tmp_path):
+    import dataclasses
+
+    a = synthetic.generate(tmp_path / "a", SMALL_SPEC)
+    b = synthetic.generate(tmp_path / "b", dataclasses.replace(SMALL_SPEC, seed=12))
+    assert (a / "train.txt").read_bytes() != (b / "train.txt").read_bytes()
+
+
+def test_ensure_generates_once_and_regenerates_incomplete(tmp_path):
+    out = synthetic.ensure(tmp_path / "c", SMALL_SPEC)
+    stamp = (out / "train.txt").stat().st_mtime_ns
+    assert synthetic.ensure(out, SMALL_SPEC) == out
+    assert (out / "train.txt").stat().st_mtime_ns == stamp
+    (out / "val.txt").unlink()
+    synthetic.ensure(out, SMALL_SPEC)
+    assert (out / "val.txt").is_file()
+    assert not list(tmp_path.glob(".c.*"))  # no temporary directory left behind
