@@ -36,7 +36,7 @@ class DataConfig:
 class ModelConfig:
     """Architecture. `name` selects a registered model; each model reads the fields it needs."""
 
-    name: str = _field("textcnn", choices=("textcnn", "textrnn"), doc="registered model name")
+    name: str = _field("textcnn", doc="registered model name (textcnn, textrnn)")
     embedding_dim: int = _field(64, low=1, doc="character embedding width")
     num_filters: int = _field(256, low=1, doc="TextCNN: convolution filters")
     kernel_size: int = _field(5, low=1, doc="TextCNN: convolution width")

@@ -45,11 +45,13 @@ def test_script_reports_a_malformed_data_line_and_creates_no_run(tmp_path):
     (["--batch-size", "-5"], "--batch-size: 'train.batch_size' must be >= 1, got -5"),
     (["--set", "model.dropout=2"], "--set: 'model.dropout' must be <= 0.99, got 2.0"),
     (["--resume"], "--resume: run directory"),
+    (["--model", "bert"], "'model.name' is 'bert', which is not a registered model"),
 ])
 def test_train_user_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert run_main(train_main, ["--run-dir", str(tmp_path / "r"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_flag_value_is_one_line(capsys):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from looptrain.config import ModelConfig
+from looptrain.errors import ConfigError
 from looptrain.models import build_model, create_model, registered_names
 
 V, C, L = 50, 4, 12
@@ -9,6 +10,12 @@ V, C, L = 50, 4, 12
 
 def test_both_reference_models_are_registered():
     assert {"textcnn", "textrnn"} <= set(registered_names())
+
+
+def test_unknown_model_name_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"'model.name' is 'bert', which is not a registered model "
+                                          r"\(registered: textcnn, textrnn\)"):
+        create_model(ModelConfig(name="bert"), vocab_size=V, num_classes=C)
 
 
 def test_textcnn_shape_and_closed_form_parameter_count():

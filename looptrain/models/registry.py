@@ -13,6 +13,7 @@ from typing import Callable
 import keras
 
 from looptrain.config import ModelConfig
+from looptrain.errors import ConfigError
 
 _REGISTRY: dict[str, type[keras.Model]] = {}
 
@@ -31,9 +32,21 @@ def registered_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def get_model_class(name: str) -> type[keras.Model]:
+    """The class registered as `name`.
+
+    Raises:
+        ConfigError: no model has that name (the message lists the registered ones).
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"'model.name' is {name!r}, which is not a registered model "
+                          f"(registered: {', '.join(registered_names())})")
+    return _REGISTRY[name]
+
+
 def create_model(config: ModelConfig, *, vocab_size: int, num_classes: int) -> keras.Model:
     """Instantiates the registered model named `config.name` (unbuilt; see `build_model`)."""
-    cls = _REGISTRY[config.name]
+    cls = get_model_class(config.name)
     values = dataclasses.asdict(config)
     kwargs = {key: values[key] for key in cls.CONFIG_FIELDS}
     return cls(vocab_size=vocab_size, num_classes=num_classes, **kwargs)

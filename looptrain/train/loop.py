@@ -19,7 +19,7 @@ import tensorflow as tf
 from looptrain.config import Config
 from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_eval_dataset, make_train_dataset, steps_per_epoch
-from looptrain.models import build_model, create_model
+from looptrain.models import build_model, create_model, get_model_class
 from looptrain.run import RunDir
 from looptrain.train.checkpoint import Checkpoints, EarlyStopping
 from looptrain.train.progress import Display
@@ -60,6 +60,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
     display = display or Display()
     run = RunDir(run_dir)
     run.check_resumable() if resume else run.check_new()
+    get_model_class(config.model.name)  # an unknown model fails before any data is read
     config = config.replace({"data.data_dir": str(resolve_data_dir(config.data.data_dir))})
     corpus = load_corpus(
         config.data.data_dir, seq_length=config.data.seq_length, vocab_size=config.data.vocab_size,
