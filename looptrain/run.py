@@ -3,6 +3,7 @@
     RUN/config.json     resolved configuration (data.data_dir absolute)
     RUN/vocab.txt       one token per line, <PAD> first (line number - 1 = id)
     RUN/labels.txt      one label per line (line number - 1 = class id)
+    RUN/data.json       example counts and fingerprints of the encoded train/val splits
     RUN/checkpoints/    ckpt-<step>.* and the `checkpoint` index (latest few)
     RUN/best/           best-<step>.* weights of the best validation accuracy, best.json
     RUN/logs/train|val  TensorBoard event files
@@ -26,6 +27,7 @@ class RunDir:
         self.config_file = self.path / "config.json"
         self.vocab_file = self.path / "vocab.txt"
         self.labels_file = self.path / "labels.txt"
+        self.data_file = self.path / "data.json"
         self.checkpoints = self.path / "checkpoints"
         self.best = self.path / "best"
         self.logs = self.path / "logs"
@@ -59,12 +61,30 @@ class RunDir:
         if not self.config_file.is_file():
             raise RunDirError(f"{self.path} is not a looptrain run directory (no config.json)")
 
-    def initialize(self, config: config_lib.Config, vocab: list[str], labels: list[str]) -> None:
-        """Creates the directory and writes config, vocabulary and labels (each atomically)."""
+    def initialize(self, config: config_lib.Config, vocab: list[str], labels: list[str],
+                   fingerprints: dict) -> None:
+        """Creates the directory and writes config, vocabulary, labels and data fingerprints."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_lines(self.vocab_file, vocab)
         write_lines(self.labels_file, labels)
+        write_text_atomic(self.data_file, json.dumps(fingerprints, indent=2) + "\n")
         self.save_config(config)
+
+    def check_same_data(self, fingerprints: dict, data_dir: str) -> None:
+        """Refuses to resume on other data than the run started with.
+
+        Raises:
+            RunDirError: a split's examples differ from those recorded in `data.json`.
+        """
+        try:
+            saved = json.loads(self.data_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RunDirError(f"cannot read {self.data_file} ({exc}); the run directory is damaged") from None
+        for split, info in fingerprints.items():
+            if saved.get(split) != info:
+                raise RunDirError(
+                    f"--resume: the {split} split in {data_dir} differs from the data this run started "
+                    f"with ({self.data_file}); resume with the original --data-dir")
 
     def save_config(self, config: config_lib.Config) -> None:
         text = json.dumps(config.to_dict(), indent=2, ensure_ascii=False) + "\n"

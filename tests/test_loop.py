@@ -127,6 +127,25 @@ def test_fresh_start_refuses_an_existing_run_and_touches_nothing(tiny_config, tm
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_resume_on_different_data_is_refused(tiny_config, corpus_dir, tmp_path, quiet_display):
+    run = tmp_path / "run"
+    train_and_evaluate(tiny_config.replace({"train.max_steps": 20}), run, display=quiet_display)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for split in ("train", "val", "test"):  # the same data elsewhere is fine...
+        (moved / f"{split}.txt").write_bytes((corpus_dir / f"{split}.txt").read_bytes())
+    config = tiny_config.replace({"train.max_steps": 30, "data.data_dir": str(moved)})
+    assert train_and_evaluate(config, run, resume=True, display=quiet_display).step == 30
+    # ...one example fewer is not: the step would point at a different position in the stream.
+    lines = (moved / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    (moved / "train.txt").write_text("".join(lines[:-1]), encoding="utf-8")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(RunDirError, match="the train split in .* differs from the data this run started with"):
+        train_and_evaluate(config.replace({"train.max_steps": 40}), run, resume=True,
+                           display=quiet_display)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_resume_with_nothing_to_resume_is_an_error(tiny_config, tmp_path, quiet_display):
     with pytest.raises(RunDirError, match="does not exist"):
         train_and_evaluate(tiny_config, tmp_path / "none", resume=True, display=quiet_display)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from looptrain.config import Config
@@ -78,84 +79,103 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
     checkpoints = Checkpoints(run.path, model=model, optimizer=optimizer, step=step_var,
                               early_stopping=early, max_to_keep=config.train.keep_checkpoints)
     if resume:
+        run.check_same_data(corpus.fingerprints(), config.data.data_dir)
         restored = checkpoints.restore_latest()
         display.log(f"resumed from {restored} at step {int(step_var.numpy())}")
         run.save_config(config)
     else:
-        run.initialize(config, corpus.vocab, corpus.labels)
-    return _loop(config, run, corpus, trainer, early, checkpoints, display)
+        run.initialize(config, corpus.vocab, corpus.labels, corpus.fingerprints())
+    return _Loop(config, run, corpus, trainer, early, checkpoints, display).run_to_end()
 
 
-def _loop(config, run, corpus, trainer, early, checkpoints, display) -> TrainResult:
-    t = config.train
-    x_train, y_train = corpus.splits["train"]
-    per_epoch = steps_per_epoch(len(x_train), t.batch_size)
-    total = t.num_epochs * per_epoch
-    if t.max_steps:
-        total = min(total, t.max_steps)
-    step = start = int(trainer.step.numpy())
-    if step >= total or early.should_stop(step):
-        display.log(f"{run.path}: nothing left to do at step {step} (total {total}); "
-                    f"raise --epochs/--max-steps/--patience to continue")
-        return _result(step, 0, early, "already_done", 0.0, t.batch_size)
+class _Loop:
+    """The state of one `train_and_evaluate` call between set-up and the result."""
 
-    iterator = iter(make_train_dataset(x_train, y_train, batch_size=t.batch_size, seed=t.seed,
-                                       num_epochs=t.num_epochs, start_step=step))
-    val_dataset = make_eval_dataset(*corpus.splits["val"], batch_size=t.batch_size)
-    evaluator = Evaluator(trainer.model)
-    writer = SummaryWriter(run.logs)
-    display.start(step=step, total=total)
-    stop_reason, train_seconds, train_values = None, 0.0, {}
-    try:
-        while stop_reason is None:
-            began = time.perf_counter()
-            trainer.train_step(iterator)
-            train_seconds += time.perf_counter() - began
-            step += 1
-            if step % t.log_every == 0 or step == total:
-                values = trainer.read_metrics(reset=True)
-                train_values = {f"train/{k}": v for k, v in values.items()}
-                train_values["train/learning_rate"] = float(trainer.optimizer.learning_rate.numpy())
-                writer.scalars(step, train_values)
-                display.update(step, loss=values["loss"], accuracy=values["accuracy"])
-            else:
-                display.update(step)
-            if step >= total:
-                stop_reason = "max_steps" if t.max_steps and step >= t.max_steps else "epochs"
-            if step % t.eval_every == 0 or stop_reason:
-                _evaluate(evaluator, val_dataset, step, per_epoch, t.num_epochs, early, checkpoints,
-                          writer, display, train_values)
-                if stop_reason is None and early.should_stop(step):
-                    stop_reason = "early_stopping"
-            if step % t.checkpoint_every == 0 or stop_reason:
-                checkpoints.save(step)
-    finally:
-        display.stop()
-        writer.close()
-    display.log(f"stopped at step {step} ({stop_reason.replace('_', ' ')}); best val accuracy "
-                f"{float(early.best_value.numpy()):.4f} at step {int(early.best_step.numpy())}")
-    return _result(step, step - start, early, stop_reason, train_seconds, t.batch_size)
+    def __init__(self, config, run, corpus, trainer, early, checkpoints, display):
+        self.t = config.train
+        self.run, self.trainer, self.early = run, trainer, early
+        self.checkpoints, self.display = checkpoints, display
+        self.x_train, self.y_train = corpus.splits["train"]
+        self.per_epoch = steps_per_epoch(len(self.x_train), self.t.batch_size)
+        self.total = self.t.num_epochs * self.per_epoch
+        if self.t.max_steps:
+            self.total = min(self.total, self.t.max_steps)
+        self.val_dataset = make_eval_dataset(*corpus.splits["val"], batch_size=self.t.batch_size)
+        self.evaluator = Evaluator(trainer.model)
+        self.writer = SummaryWriter(run.logs)
+        self.train_values: dict[str, float] = {}
 
+    def run_to_end(self) -> TrainResult:
+        """Trains until the epochs or `max_steps` are done or early stopping triggers."""
+        t, step = self.t, int(self.trainer.step.numpy())
+        start = step
+        if step >= self.total or self.early.should_stop(step):
+            self.display.log(f"{self.run.path}: nothing left to do at step {step} (total "
+                             f"{self.total}); raise --epochs/--max-steps/--patience to continue")
+            return self._result(step, start, "already_done", 0.0)
+        iterator = iter(make_train_dataset(self.x_train, self.y_train, batch_size=t.batch_size,
+                                           seed=t.seed, num_epochs=t.num_epochs, start_step=step))
+        self.display.start(step=step, total=self.total)
+        stop_reason, train_seconds = None, 0.0
+        try:
+            while stop_reason is None:
+                began = time.perf_counter()
+                self.trainer.train_step(iterator)
+                train_seconds += time.perf_counter() - began
+                step += 1
+                self._log_train(step)
+                if step >= self.total:
+                    stop_reason = "max_steps" if t.max_steps and step >= t.max_steps else "epochs"
+                if step % t.eval_every == 0 or stop_reason:
+                    self._evaluate(step)
+                    if stop_reason is None and self.early.should_stop(step):
+                        stop_reason = "early_stopping"
+                if step % t.checkpoint_every == 0 or stop_reason:
+                    self.checkpoints.save(step)
+        finally:
+            self.display.stop()
+            self.writer.close()
+        self.display.log(
+            f"stopped at step {step} ({stop_reason.replace('_', ' ')}); best val accuracy "
+            f"{float(self.early.best_value.numpy()):.4f} at step {int(self.early.best_step.numpy())}")
+        return self._result(step, start, stop_reason, train_seconds)
 
-def _evaluate(evaluator, dataset, step, per_epoch, num_epochs, early, checkpoints, writer, display,
-              train_values) -> None:
-    """Validation pass: summaries, best-model copy on improvement, one log line."""
-    values = {k: float(v) for k, v in evaluator.evaluate(dataset).items()}
-    writer.scalars(step, {f"val/{k}": v for k, v in values.items()})
-    writer.flush()
-    improved = early.update(step, values["accuracy"])
-    if improved:
-        checkpoints.save_best(step, {"val_accuracy": values["accuracy"], "val_loss": values["loss"]})
-    epoch = min((step - 1) // per_epoch + 1, num_epochs)
-    train = (f"train loss {train_values['train/loss']:.4f} acc {train_values['train/accuracy']:.4f} | "
-             if train_values else "")
-    display.log(f"step {step:>6}  epoch {epoch}/{num_epochs} | {train}val loss {values['loss']:.4f} "
-                f"acc {values['accuracy']:.4f}{'  *best' if improved else ''}")
-    display.update(step, best=float(early.best_value.numpy()))
+    def _log_train(self, step: int) -> None:
+        """Every `log_every` steps (and at the end): interval metrics to TensorBoard and display."""
+        if step % self.t.log_every and step != self.total:
+            self.display.update(step)
+            return
+        values = self.trainer.read_metrics(reset=True)
+        self.train_values = {f"train/{k}": v for k, v in values.items()}
+        self.train_values["train/learning_rate"] = float(
+            self.trainer.optimizer.learning_rate.numpy())
+        self.writer.scalars(step, self.train_values)
+        self.display.update(step, loss=values["loss"], accuracy=values["accuracy"])
 
+    def _evaluate(self, step: int) -> None:
+        """Validation pass: summaries, best-model copy on improvement, one log line."""
+        values = {k: float(v) for k, v in self.evaluator.evaluate(self.val_dataset).items()}
+        self.writer.scalars(step, {f"val/{k}": v for k, v in values.items()})
+        self.writer.flush()
+        improved = self.early.update(step, values["accuracy"])
+        if improved:
+            self.checkpoints.save_best(
+                step, {"val_accuracy": values["accuracy"], "val_loss": values["loss"]})
+        epoch = min((step - 1) // self.per_epoch + 1, self.t.num_epochs)
+        train = self.train_values
+        train_text = (f"train loss {train['train/loss']:.4f} acc {train['train/accuracy']:.4f} | "
+                      if train else "")
+        self.display.log(f"step {step:>6}  epoch {epoch}/{self.t.num_epochs} | {train_text}val loss "
+                         f"{values['loss']:.4f} acc {values['accuracy']:.4f}"
+                         f"{'  *best' if improved else ''}")
+        self.display.update(step, best=float(self.early.best_value.numpy()))
 
-def _result(step, steps_run, early, reason, seconds, batch_size) -> TrainResult:
-    return TrainResult(
-        step=step, steps_run=steps_run, best_value=float(early.best_value.numpy()),
-        best_step=int(early.best_step.numpy()), stop_reason=reason, train_seconds=seconds,
-        examples_per_second=steps_run * batch_size / seconds if seconds else 0.0)
+    def _result(self, step: int, start: int, reason: str, seconds: float) -> TrainResult:
+        # Exact example count: the last batch of every epoch holds the remainder.
+        last = len(self.x_train) - (self.per_epoch - 1) * self.t.batch_size
+        in_batch = np.arange(start, step) % self.per_epoch
+        examples = int(np.where(in_batch == self.per_epoch - 1, last, self.t.batch_size).sum())
+        return TrainResult(
+            step=step, steps_run=step - start, best_value=float(self.early.best_value.numpy()),
+            best_step=int(self.early.best_step.numpy()), stop_reason=reason, train_seconds=seconds,
+            examples_per_second=examples / seconds if seconds else 0.0)

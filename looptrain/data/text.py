@@ -1,0 +1,158 @@
+"""Text classification files: `label<TAB>text` lines, the character vocabulary, labels and encoding.
+
+Conventions (documented in the README):
+- A file is UTF-8 with one example per line: the label, a tab, the text (further tabs belong to the text).
+  A leading BOM and trailing `\\r` are tolerated; anything else malformed is an error naming file and line.
+- The vocabulary is `<PAD>` (id 0) followed by the `vocab_size - 1` most frequent characters of the
+  training split, ties broken by code point so it is reproducible.
+- Characters not in the vocabulary are dropped (as in the reference classifier), so the text keeps its
+  known characters in order; a text with no known character encodes to all padding.
+- Sequences keep their first `seq_length` characters and are padded with 0 at the end ("post"),
+  which keeps the start of a news article and suits masked RNNs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from looptrain.errors import DataError
+
+PAD = "<PAD>"
+SPLITS = ("train", "val", "test")
+_MAX_CODEPOINT = 0x110000
+
+
+@dataclass(frozen=True)
+class Examples:
+    """The raw examples of one file, in file order."""
+
+    path: Path
+    labels: list[str]
+    texts: list[str]
+
+
+def find_split_file(data_dir: str | Path, split: str) -> Path:
+    """Finds `<split>.txt` or a prefixed name such as `cnews.<split>.txt` in `data_dir`.
+
+    Raises:
+        DataError: the directory or the file is missing, or several files match.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} does not exist (pass --data-dir DIR)")
+    exact = data_dir / f"{split}.txt"
+    if exact.is_file():
+        return exact
+    matches = sorted(data_dir.glob(f"*.{split}.txt"))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        names = ", ".join(m.name for m in matches)
+        raise DataError(f"{data_dir}: several {split} files ({names}); keep one")
+    raise DataError(f"{data_dir}: no {split}.txt (or *.{split}.txt) file; expected label<TAB>text lines")
+
+
+def read_examples(path: str | Path) -> Examples:
+    """Reads one `label<TAB>text` file.
+
+    Raises:
+        DataError: naming the file and line of the first malformed line, or an empty file.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line
+    labels, texts = [], []
+    for number, line in enumerate(lines, start=1):
+        label, text = _parse_line(path, number, line)
+        labels.append(label)
+        texts.append(text)
+    if not labels:
+        raise DataError(f"{path} is empty: expected one label<TAB>text example per line")
+    return Examples(path, labels, texts)
+
+
+def _parse_line(path: Path, number: int, line: bytes) -> tuple[str, str]:
+    where = f"{path}:{number}"
+    try:
+        decoded = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+    decoded = decoded.removesuffix("\r")
+    label, tab, text = decoded.partition("\t")
+    if not tab:
+        what = "is empty" if not decoded.strip() else "has no tab"
+        raise DataError(f"{where}: line {what}; every line must be label<TAB>text")
+    if not label.strip():
+        raise DataError(f"{where}: empty label before the tab")
+    if not text.strip():
+        raise DataError(f"{where}: empty text after label '{label.strip()}'")
+    return label.strip(), text
+
+
+def build_vocab(texts: list[str], vocab_size: int) -> list[str]:
+    """Returns `[PAD] + the vocab_size - 1 most frequent characters`, ties broken by code point."""
+    codepoints = _codepoints("".join(texts))
+    counts = np.bincount(codepoints, minlength=_MAX_CODEPOINT)
+    present = np.flatnonzero(counts)
+    # Sort by descending count, then ascending code point: deterministic for equal counts.
+    order = np.lexsort((present, -counts[present]))
+    chosen = present[order[: vocab_size - 1]]
+    return [PAD] + [chr(c) for c in chosen]
+
+
+def build_labels(labels: list[str]) -> list[str]:
+    """The sorted distinct labels of the training split (never a hard-coded list)."""
+    return sorted(set(labels))
+
+
+def encode_texts(texts: list[str], vocab: list[str], seq_length: int) -> np.ndarray:
+    """Encodes texts to an int32 `[len(texts), seq_length]` array (see the module conventions).
+
+    Vectorised over the whole list: one lookup over all code points, no Python loop per character.
+    """
+    lookup = np.full(_MAX_CODEPOINT, -1, dtype=np.int32)
+    lookup[[ord(ch) for ch in vocab[1:]]] = np.arange(1, len(vocab), dtype=np.int32)
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    ids = lookup[_codepoints("".join(texts))]
+    doc = np.repeat(np.arange(len(texts)), lengths)
+    known = ids >= 0
+    ids, doc = ids[known], doc[known]
+    # Position of each kept character inside its document, after unknowns were dropped.
+    kept_per_doc = np.bincount(doc, minlength=len(texts))
+    starts = np.concatenate([[0], np.cumsum(kept_per_doc)[:-1]])
+    position = np.arange(len(ids)) - starts[doc]
+    inside = position < seq_length
+    out = np.zeros((len(texts), seq_length), dtype=np.int32)
+    out[doc[inside], position[inside]] = ids[inside]
+    return out
+
+
+def encode_labels(examples: Examples, labels: list[str]) -> np.ndarray:
+    """Maps label strings to ids in `labels` order.
+
+    Raises:
+        DataError: a label that the training split does not have, naming file and line.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    out = np.empty(len(examples.labels), dtype=np.int32)
+    for number, label in enumerate(examples.labels, start=1):
+        if label not in index:
+            raise DataError(
+                f"{examples.path}:{number}: label '{label}' does not occur in the training split "
+                f"(known: {', '.join(labels)})")
+        out[number - 1] = index[label]
+    return out
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
