@@ -7,7 +7,11 @@ storing a shuffle buffer in the checkpoint: checkpoints stay the same size whate
 the same mechanism works where iterators cannot be saved (distributed input).
 
 The encoded arrays are held once in memory (the cache) and batches are gathered from them; gathering
-per batch rather than per example keeps the pipeline far ahead of the model.
+per batch rather than per example keeps the pipeline far ahead of the model (about 90k examples/s
+here against the reference TextCNN's ~500). tf.data's autotuner is therefore switched off in favour
+of fixed parallelism and prefetch depth: with it on, destroying an iterator at the end of a run
+(or of every in-graph evaluation pass) intermittently blocked for seconds, up to ~20 s after ten
+epochs, while its background thread finished sleeping.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import math
 
 import numpy as np
 import tensorflow as tf
+
+_PARALLEL_CALLS = 2  # batches gathered concurrently
+_PREFETCH_BATCHES = 2  # batches ready ahead of the step
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -53,8 +60,8 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: i
 
     dataset = tf.data.Dataset.range(start_epoch, num_epochs).flat_map(epoch_indices)
     dataset = dataset.map(lambda i: (tf.gather(features, i), tf.gather(labels, i)),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+                          num_parallel_calls=_PARALLEL_CALLS, deterministic=True)
+    return _finish(dataset)
 
 
 def make_eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int) -> tf.data.Dataset:
@@ -62,4 +69,11 @@ def make_eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int) -> tf.da
     features, labels = tf.constant(x), tf.constant(y)
     dataset = tf.data.Dataset.range(len(x)).batch(batch_size)
     dataset = dataset.map(lambda i: (tf.gather(features, i), tf.gather(labels, i)))
-    return dataset.cache().prefetch(tf.data.AUTOTUNE)
+    return _finish(dataset.cache())
+
+
+def _finish(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Prefetches a fixed number of batches, with the autotuner off (see the module docstring)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(_PREFETCH_BATCHES).with_options(options)
