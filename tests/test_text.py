@@ -85,3 +85,13 @@ def test_load_corpus_encodes_splits_with_given_or_built_vocab(tmp_path):
     again = load_corpus(data, seq_length=3, vocab_size=10, vocab=corpus.vocab, labels=corpus.labels,
                         splits=("test",))
     assert list(again.splits) == ["test"]
+
+
+def test_chunked_encoding_and_counting_match_a_single_pass(monkeypatch):
+    texts = ["abcab", "x", "cccc", "ba", "zzb", "a"]
+    vocab, x = text.build_vocab(texts, 4), text.encode_texts(texts, ["<PAD>", "a", "b", "c"], 3)
+    monkeypatch.setattr(text, "_CHUNK", 4)  # rows 0-3 and 4-5: a boundary inside the list
+    assert text.build_vocab(texts, 4) == vocab == ["<PAD>", "c", "a", "b"]  # c:5, a:4 = b:4
+    np.testing.assert_array_equal(text.encode_texts(texts, ["<PAD>", "a", "b", "c"], 3), x)
+    np.testing.assert_array_equal(x, [[1, 2, 3], [0, 0, 0], [3, 3, 3], [2, 1, 0], [2, 0, 0],
+                                      [1, 0, 0]])

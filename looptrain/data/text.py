@@ -23,6 +23,7 @@ from looptrain.errors import DataError
 PAD = "<PAD>"
 SPLITS = ("train", "val", "test")
 _MAX_CODEPOINT = 0x110000
+_CHUNK = 4096  # texts encoded per vectorised pass
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,10 @@ def _parse_line(path: Path, number: int, line: bytes) -> tuple[str, str]:
 
 def build_vocab(texts: list[str], vocab_size: int) -> list[str]:
     """Returns `[PAD] + the vocab_size - 1 most frequent characters`, ties broken by code point."""
-    codepoints = _codepoints("".join(texts))
-    counts = np.bincount(codepoints, minlength=_MAX_CODEPOINT)
+    counts = np.zeros(_MAX_CODEPOINT, dtype=np.int64)
+    for start in range(0, len(texts), _CHUNK):
+        counts += np.bincount(_codepoints("".join(texts[start:start + _CHUNK])),
+                              minlength=_MAX_CODEPOINT)
     present = np.flatnonzero(counts)
     # Sort by descending count, then ascending code point: deterministic for equal counts.
     order = np.lexsort((present, -counts[present]))
@@ -118,10 +121,18 @@ def build_labels(labels: list[str]) -> list[str]:
 def encode_texts(texts: list[str], vocab: list[str], seq_length: int) -> np.ndarray:
     """Encodes texts to an int32 `[len(texts), seq_length]` array (see the module conventions).
 
-    Vectorised over the whole list: one lookup over all code points, no Python loop per character.
+    Vectorised: one table lookup over all code points of a chunk of texts, no Python loop per
+    character; chunking keeps memory bounded for large corpora.
     """
     lookup = np.full(_MAX_CODEPOINT, -1, dtype=np.int32)
     lookup[[ord(ch) for ch in vocab[1:]]] = np.arange(1, len(vocab), dtype=np.int32)
+    out = np.zeros((len(texts), seq_length), dtype=np.int32)
+    for start in range(0, len(texts), _CHUNK):
+        _encode_chunk(texts[start:start + _CHUNK], lookup, out[start:start + _CHUNK])
+    return out
+
+
+def _encode_chunk(texts: list[str], lookup: np.ndarray, out: np.ndarray) -> None:
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     ids = lookup[_codepoints("".join(texts))]
     doc = np.repeat(np.arange(len(texts)), lengths)
@@ -131,10 +142,8 @@ def encode_texts(texts: list[str], vocab: list[str], seq_length: int) -> np.ndar
     kept_per_doc = np.bincount(doc, minlength=len(texts))
     starts = np.concatenate([[0], np.cumsum(kept_per_doc)[:-1]])
     position = np.arange(len(ids)) - starts[doc]
-    inside = position < seq_length
-    out = np.zeros((len(texts), seq_length), dtype=np.int32)
+    inside = position < out.shape[1]
     out[doc[inside], position[inside]] = ids[inside]
-    return out
 
 
 def encode_labels(examples: Examples, labels: list[str]) -> np.ndarray:
@@ -155,4 +164,4 @@ def encode_labels(examples: Examples, labels: list[str]) -> np.ndarray:
 
 
 def _codepoints(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
