@@ -152,3 +152,21 @@ def test_resume_with_nothing_to_resume_is_an_error(tiny_config, tmp_path, quiet_
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunDirError, match="nothing to resume"):
         train_and_evaluate(tiny_config, tmp_path / "empty", resume=True, display=quiet_display)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_textrnn_trains_and_resumes_through_the_same_loop(tiny_config, tmp_path, quiet_display, cell):
+    config = tiny_config.replace({"model.name": "textrnn", "model.rnn_cell": cell,
+                                  "model.hidden_dim": 8, "data.seq_length": 32,
+                                  "train.max_steps": 10, "train.eval_every": 5,
+                                  "train.checkpoint_every": 5})
+    run = tmp_path / "run"
+    assert train_and_evaluate(config, run, display=quiet_display).step == 10
+    resumed = train_and_evaluate(config.replace({"train.max_steps": 15}), run, resume=True,
+                                 display=quiet_display)
+    assert (resumed.step, resumed.steps_run) == (15, 5)
+    # The model-only best/ copy holds the recurrent weights (not only the optimizer's references).
+    names = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(run / "best")))]
+    assert [n for n in names if n.startswith("model/rnn_")] == [
+        f"model/rnn_{i}/cell/{w}/.ATTRIBUTES/VARIABLE_VALUE"
+        for i in (0, 1) for w in ("bias", "kernel", "recurrent_kernel")]

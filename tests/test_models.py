@@ -1,9 +1,11 @@
+import keras
 import numpy as np
 import pytest
 
 from looptrain.config import ModelConfig
 from looptrain.errors import ConfigError
 from looptrain.models import build_model, create_model, registered_names
+from looptrain.train.checkpoint import check_tracked
 
 V, C, L = 50, 4, 12
 
@@ -48,3 +50,31 @@ def test_lstm_parameter_count_matches_closed_form():
     model = build_model(create_model(cfg, vocab_size=V, num_classes=C), L)
     lstm = lambda n, m: 4 * ((n + m) * m + m)  # noqa: E731  4((n+m)m+m), n inputs, m units
     assert model.count_params() == V * E + lstm(E, H) + lstm(H, H) + (H * H + H) + (H * C + C)
+
+
+class _ListModel(keras.Model):
+    """Holds its layers in a plain list: Keras trains them, tf.train.Checkpoint cannot see them."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack = [keras.layers.Dense(3), keras.layers.Dense(2)]
+
+    def call(self, x, training=False):
+        for layer in self.stack:
+            x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("name", ["textcnn", "textrnn"])
+def test_every_model_variable_is_checkpointed(name):
+    model = build_model(create_model(ModelConfig(name=name, embedding_dim=4, hidden_dim=4,
+                                                 num_filters=4, kernel_size=2),
+                                     vocab_size=V, num_classes=C), L)
+    check_tracked(model)
+
+
+def test_a_model_with_untracked_layers_is_refused():
+    model = _ListModel()
+    model(np.ones((1, 4), np.float32))
+    with pytest.raises(TypeError, match="not reachable by tf.train.Checkpoint"):
+        check_tracked(model)

@@ -4,6 +4,8 @@ embedding (mask_zero) -> `num_layers` recurrent layers of `hidden_dim` units wit
 -> the last layer's final state -> dense `hidden_dim` -> dropout -> ReLU -> dense logits.
 The mask is passed explicitly to every recurrent layer: in a subclassed model nothing else guarantees
 it arrives, and without it the trailing padding would change the final state.
+Each layer is its own attribute rather than an element of a Python list: Keras would still find
+list elements, but `tf.train.Checkpoint` does not, and their weights would silently not be saved.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ class TextRNN(keras.Model):
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
                                                 name="embedding")
         cell = _CELLS[rnn_cell]
-        self.rnns = [cell(hidden_dim, return_sequences=i < num_layers - 1, name=f"{rnn_cell}_{i}")
-                     for i in range(num_layers)]
-        self.between = [keras.layers.Dropout(dropout, name=f"dropout_{i}")
-                        for i in range(num_layers - 1)]
+        self.num_layers = num_layers
+        for i in range(num_layers):
+            setattr(self, f"rnn_{i}", cell(hidden_dim, return_sequences=i < num_layers - 1,
+                                           name=f"{rnn_cell}_{i}"))
+            if i < num_layers - 1:
+                setattr(self, f"dropout_{i}", keras.layers.Dropout(dropout, name=f"dropout_{i}"))
         self.hidden = keras.layers.Dense(hidden_dim, name="fc")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
         self.classifier = keras.layers.Dense(num_classes, name="logits")
@@ -38,9 +42,9 @@ class TextRNN(keras.Model):
     def call(self, token_ids, training=False):
         mask = keras.ops.not_equal(token_ids, 0)
         h = self.embedding(token_ids)
-        for i, rnn in enumerate(self.rnns):
-            h = rnn(h, mask=mask, training=training)
-            if i < len(self.between):
-                h = self.between[i](h, training=training)
+        for i in range(self.num_layers):
+            h = getattr(self, f"rnn_{i}")(h, mask=mask, training=training)
+            if i < self.num_layers - 1:
+                h = getattr(self, f"dropout_{i}")(h, training=training)
         h = self.dropout(self.hidden(h), training=training)
         return self.classifier(keras.ops.relu(h))

@@ -57,6 +57,7 @@ class Checkpoints:
         self.checkpoint = tf.train.Checkpoint(
             model=model, optimizer=optimizer, step=step, early_stopping=early_stopping,
             random_state=random_state_variables(model))
+        check_tracked(model)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(run_path / "checkpoints"), max_to_keep=max_to_keep,
             checkpoint_name="ckpt")
@@ -88,8 +89,27 @@ class Checkpoints:
         return path
 
 
+def check_tracked(model: keras.Model) -> None:
+    """Fails loudly if a checkpoint of the model alone cannot reach some of its variables.
+
+    `tf.train.Checkpoint` only follows attributes it can track; a layer kept in a plain Python
+    list is still trained by Keras but left out of a model-only save such as `best/`. (A full
+    training checkpoint hides the problem: the optimizer tracks the trainable variables too.)
+
+    Raises:
+        TypeError: naming the variables a model checkpoint would not save.
+    """
+    checkpoint = tf.train.Checkpoint(model=model, random_state=random_state_variables(model))
+    reachable = {id(obj) for obj in tf.train.TrackableView(checkpoint).descendants()}
+    missing = [v.path for v in model.variables if id(v) not in reachable]
+    if missing:
+        raise TypeError(f"{type(model).__name__}: variables not reachable by tf.train.Checkpoint "
+                        f"(assign each layer to its own attribute, not a list): {missing}")
+
+
 def restore_model(model: keras.Model, path: str) -> None:
     """Restores model weights from a `best/` or `checkpoints/` checkpoint into a built model."""
+    check_tracked(model)
     _restore(tf.train.Checkpoint(model=model), path, partial=True)
 
 
