@@ -15,6 +15,7 @@ def test_generation_is_deterministic_and_in_the_data_format(tmp_path):
     lengths = [len(t) for t in train.texts]
     assert min(lengths) < 60 < max(lengths)  # varied lengths
     assert json.loads((a / "manifest.json").read_text())["synthetic"] is True
+    assert (a / "README.txt").read_text(encoding="utf-8").startswith("SYNTHETIC DATA")
 
 
 def test_other_seed_gives_other_corpus(tmp_path):
