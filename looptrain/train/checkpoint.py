@@ -1,9 +1,10 @@
 """Checkpoints: the resumable training state, the best-model copy and early stopping.
 
 `RUN/checkpoints/ckpt-<step>` holds everything the next step depends on: model and optimizer
-variables, the global step (which fixes the data position, see `data.pipeline`), the Keras dropout
-seed-generator states (which `tf.train.Checkpoint` does not find through the model on its own) and
-the early-stopping state. `RUN/best/` holds the model weights of the best validation accuracy so far
+variables, the global step, the input position (epoch and batch within it: the stream is a pure
+function of seed and step, see `data.pipeline`, so this is all the iterator state there is), the
+Keras dropout seed-generator states (which `tf.train.Checkpoint` does not find through the model on
+its own) and the early-stopping state. `RUN/best/` holds the model weights of the best validation accuracy so far
 plus `best.json` describing them.
 """
 
@@ -44,6 +45,32 @@ class EarlyStopping(tf.Module):
         return step - int(self.best_step.numpy()) >= self.patience
 
 
+class DataPosition(tf.Module):
+    """Where the input stream stands: the epoch and the next batch within it.
+
+    Recorded with every checkpoint so the checkpoint says where training is in the data, and
+    checked on restore against the step and the current data size.
+    """
+
+    def __init__(self):
+        super().__init__(name="data_position")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.batch = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def record(self, step: int, steps_per_epoch: int) -> None:
+        epoch, batch = divmod(step, steps_per_epoch)
+        self.epoch.assign(epoch)
+        self.batch.assign(batch)
+
+    def check(self, step: int, steps_per_epoch: int) -> None:
+        """Raises RunDirError if the recorded position does not follow from `step`."""
+        recorded = (int(self.epoch.numpy()), int(self.batch.numpy()))
+        if recorded != divmod(step, steps_per_epoch):
+            raise RunDirError(
+                f"checkpoint at step {step} is at epoch {recorded[0]} batch {recorded[1]}, but the "
+                f"data now has {steps_per_epoch} batches per epoch: the training data changed")
+
+
 def random_state_variables(model: keras.Model) -> list:
     """The seed-generator states of the model's random layers (dropout masks)."""
     return [v for v in model.variables if v.name == "seed_generator_state"]
@@ -53,10 +80,13 @@ class Checkpoints:
     """The latest-checkpoint manager and the best-model copy of one run directory."""
 
     def __init__(self, run_path: Path, *, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                 step: tf.Variable, early_stopping: EarlyStopping, max_to_keep: int):
+                 step: tf.Variable, steps_per_epoch: int, early_stopping: EarlyStopping,
+                 max_to_keep: int):
+        self.step, self.steps_per_epoch = step, steps_per_epoch
+        self.position = DataPosition()
         self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=optimizer, step=step, early_stopping=early_stopping,
-            random_state=random_state_variables(model))
+            model=model, optimizer=optimizer, step=step, data_position=self.position,
+            early_stopping=early_stopping, random_state=random_state_variables(model))
         check_tracked(model)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(run_path / "checkpoints"), max_to_keep=max_to_keep,
@@ -67,6 +97,7 @@ class Checkpoints:
 
     def save(self, step: int) -> str:
         """Writes `checkpoints/ckpt-<step>` (and prunes old ones)."""
+        self.position.record(step, self.steps_per_epoch)
         return self.manager.save(checkpoint_number=step)
 
     def save_best(self, step: int, metrics: dict[str, float]) -> str:
@@ -86,6 +117,7 @@ class Checkpoints:
         if path is None:
             raise RunDirError(f"{self.manager.directory}: no checkpoint to resume from")
         _restore(self.checkpoint, path)
+        self.position.check(int(self.step.numpy()), self.steps_per_epoch)
         return path
 
 

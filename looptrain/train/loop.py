@@ -76,8 +76,10 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     trainer = Trainer(model, optimizer, step_var)  # builds the optimizer slots before any restore
     early = EarlyStopping(config.train.patience)
-    checkpoints = Checkpoints(run.path, model=model, optimizer=optimizer, step=step_var,
-                              early_stopping=early, max_to_keep=config.train.keep_checkpoints)
+    checkpoints = Checkpoints(
+        run.path, model=model, optimizer=optimizer, step=step_var,
+        steps_per_epoch=steps_per_epoch(len(corpus.splits["train"][1]), config.train.batch_size),
+        early_stopping=early, max_to_keep=config.train.keep_checkpoints)
     if resume:
         run.check_same_data(corpus.fingerprints(), config.data.data_dir)
         restored = checkpoints.restore_latest()
