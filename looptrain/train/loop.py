@@ -117,7 +117,8 @@ class _Loop:
             return self._result(step, start, "already_done", 0.0)
         iterator = iter(make_train_dataset(self.x_train, self.y_train, batch_size=t.batch_size,
                                            seed=t.seed, num_epochs=t.num_epochs, start_step=step))
-        self.display.start(step=step, total=self.total)
+        self.display.start(step=step, total=self.total, steps_per_epoch=self.per_epoch,
+                           num_epochs=t.num_epochs)
         stop_reason, train_seconds = None, 0.0
         try:
             while stop_reason is None:

@@ -14,7 +14,7 @@ class _StepsPerSecond(ProgressColumn):
 
 
 class Display:
-    """Progress bar (step, loss, accuracy, steps/s, ETA, best so far) plus plain log lines.
+    """Progress bar (step, epoch, loss, accuracy, steps/s, ETA, best so far) plus plain log lines.
 
     The live bar is shown only on a terminal; piped output (CI, log files) gets the log lines alone.
     """
@@ -23,20 +23,27 @@ class Display:
         self.console = console or Console()
         self._progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]}"),
             TextColumn("loss {task.fields[loss]}  acc {task.fields[accuracy]}"),
             _StepsPerSecond(), TimeRemainingColumn(),
             TextColumn("best {task.fields[best]}"),
             console=self.console, disable=not self.console.is_terminal, transient=False)
         self._task = None
+        self._steps_per_epoch = self._num_epochs = 1
 
-    def start(self, *, step: int, total: int) -> None:
+    def start(self, *, step: int, total: int, steps_per_epoch: int, num_epochs: int) -> None:
+        self._steps_per_epoch, self._num_epochs = steps_per_epoch, num_epochs
         self._progress.start()
-        self._task = self._progress.add_task("train", total=total, completed=step,
+        self._task = self._progress.add_task("train", total=total, completed=step, epoch=self._epoch(step),
                                              loss="-", accuracy="-", best="-")
+
+    def _epoch(self, step: int) -> str:
+        """1-based epoch of the step just run (of the next one before any step)."""
+        return f"{min(max(step - 1, 0) // self._steps_per_epoch + 1, self._num_epochs)}/{self._num_epochs}"
 
     def update(self, step: int, *, loss: float | None = None, accuracy: float | None = None,
                best: float | None = None) -> None:
-        fields = {}
+        fields = {"epoch": self._epoch(step)}
         if loss is not None:
             fields.update(loss=f"{loss:.4f}", accuracy=f"{accuracy:.3f}")
         if best is not None:
