@@ -1,5 +1,6 @@
 """End-to-end tests through `train_and_evaluate`, the function the train script calls."""
 
+import io
 import json
 from pathlib import Path
 
@@ -7,7 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rich.console import Console
+
 from looptrain.errors import RunDirError
+from looptrain.train.progress import Display
 from looptrain.train.loop import train_and_evaluate
 
 
@@ -37,8 +41,9 @@ def test_tiny_run_leaves_a_complete_run_directory(tiny_config, tmp_path, quiet_d
     labels = (run / "labels.txt").read_text(encoding="utf-8").split()
     assert len(labels) == 10 and labels == sorted(labels)
     assert (run / "checkpoints" / "checkpoint").is_file()
-    assert sorted(p.name for p in (run / "checkpoints").glob("ckpt-*.index")) == [
-        "ckpt-20.index", "ckpt-40.index", "ckpt-60.index"]
+    assert sorted((p.name for p in (run / "checkpoints").glob("ckpt-*.index")),
+                  key=lambda n: int(n[5:-6])) == [
+        "ckpt-0.index", "ckpt-20.index", "ckpt-40.index", "ckpt-60.index"]
     assert tf.train.latest_checkpoint(str(run / "best")) is not None
 
     scalars = read_scalars(run / "logs")
@@ -106,6 +111,30 @@ def test_resume_continues_at_the_saved_step(tiny_config, tmp_path, quiet_display
     for name in names:
         np.testing.assert_array_equal(tf.train.load_variable(ckpt60, name),
                                       tf.train.load_variable(ref, name), err_msg=name)
+
+
+class _InterruptAt(Display):
+    """A display that raises KeyboardInterrupt when the loop reports `step`, like a Ctrl-C."""
+
+    def __init__(self, step):
+        super().__init__(Console(file=io.StringIO()))
+        self.at = step
+
+    def update(self, step, **fields):
+        if step == self.at:
+            raise KeyboardInterrupt
+        super().update(step, **fields)
+
+
+def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_step_0(
+        tiny_config, tmp_path, quiet_display):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(tiny_config, run, display=_InterruptAt(7))
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-0")
+    resumed = train_and_evaluate(tiny_config.replace({"train.max_steps": 20}), run, resume=True,
+                                 display=quiet_display)
+    assert (resumed.step, resumed.steps_run) == (20, 20)
 
 
 def test_fresh_start_refuses_an_existing_run_and_touches_nothing(tiny_config, tmp_path, quiet_display):

@@ -76,6 +76,12 @@ def test_line_files_round_trip_whitespace_tokens(tmp_path):
     assert read_lines(tmp_path / "vocab.txt") == tokens
 
 
+def test_a_single_label_training_split_is_an_error(tmp_path):
+    data = write_data(tmp_path / "d", "体育\t比赛\n体育\t球\n")
+    with pytest.raises(DataError, match="every example has the label '体育'; a classifier needs at least two"):
+        load_corpus(data, seq_length=3, vocab_size=10)
+
+
 def test_load_corpus_encodes_splits_with_given_or_built_vocab(tmp_path):
     data = write_data(tmp_path / "d", "体育\t球球赛\n财经\t股市\n", val="财经\t股球\n")
     corpus = load_corpus(data, seq_length=3, vocab_size=10)

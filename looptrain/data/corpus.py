@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from looptrain.data import synthetic, text
+from looptrain.errors import DataError
 
 # Where the embedded default corpus is generated when no data directory is given (relative to the
 # working directory, i.e. the project root when run through make).
@@ -65,6 +66,9 @@ def load_corpus(data_dir: str | Path, *, seq_length: int, vocab_size: int,
             text.find_split_file(data_dir, "train"))
         vocab = vocab if vocab is not None else text.build_vocab(train.texts, vocab_size)
         labels = labels if labels is not None else text.build_labels(train.labels)
+        if len(labels) < 2:
+            raise DataError(f"{train.path}: every example has the label '{labels[0]}'; a classifier "
+                            f"needs at least two labels in the training split")
     encoded = {
         name: (text.encode_texts(ex.texts, vocab, seq_length), text.encode_labels(ex, labels))
         for name, ex in examples.items()

@@ -87,6 +87,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
         run.save_config(config)
     else:
         run.initialize(config, corpus.vocab, corpus.labels, corpus.fingerprints())
+        # ckpt-0: a run interrupted before its first periodic checkpoint can still be resumed.
+        checkpoints.save(0)
     return _Loop(config, run, corpus, trainer, early, checkpoints, display).run_to_end()
 
 
