@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from rich.console import Console
 
 from looptrain.errors import RunDirError
-from looptrain.train.progress import Display
 from looptrain.train.loop import train_and_evaluate
+from looptrain.train.progress import Display
 
 
 def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
