@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from looptrain import config as config_lib  # noqa: E402
 from looptrain.errors import UserError  # noqa: E402
+from looptrain.run import RunDir  # noqa: E402
 
 # Script flag -> config key. Flags sit between the config file and --set in precedence.
 TRAIN_FLAGS = {
@@ -69,8 +70,6 @@ def resolve_train_config(args: argparse.Namespace) -> config_lib.Config:
              for name, key in TRAIN_FLAGS.items() if getattr(args, name) is not None}
     sets = config_lib.parse_set(args.set)
     if args.resume:
-        from looptrain.run import RunDir
-
         if args.config:
             raise UserError("--resume continues with the run's saved config.json; drop --config")
         run = RunDir(args.run_dir)

@@ -30,7 +30,8 @@ def test_tiny_run_leaves_a_complete_run_directory(tiny_config, tmp_path, quiet_d
     result = train_and_evaluate(tiny_config, run, display=quiet_display)
     assert result.step == tiny_config.train.max_steps == 60 and result.stop_reason == "max_steps"
     saved = json.loads((run / "config.json").read_text())
-    assert saved["data"]["data_dir"] == tiny_config.data.data_dir and Path(saved["data"]["data_dir"]).is_absolute()
+    assert saved["data"]["data_dir"] == tiny_config.data.data_dir
+    assert Path(saved["data"]["data_dir"]).is_absolute()
     vocab = (run / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
     train_text = "".join(line.split("\t", 1)[1] for line in
                          (Path(tiny_config.data.data_dir) / "train.txt").read_text().splitlines())
@@ -158,7 +159,7 @@ def test_resume_on_different_data_is_refused(tiny_config, corpus_dir, tmp_path, 
     lines = (moved / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     (moved / "train.txt").write_text("".join(lines[:-1]), encoding="utf-8")
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    with pytest.raises(RunDirError, match="the train split in .* differs from the data this run started with"):
+    with pytest.raises(RunDirError, match="the train split in .* differs from the data this run"):
         train_and_evaluate(config.replace({"train.max_steps": 40}), run, resume=True,
                            display=quiet_display)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

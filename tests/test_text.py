@@ -78,7 +78,7 @@ def test_line_files_round_trip_whitespace_tokens(tmp_path):
 
 def test_a_single_label_training_split_is_an_error(tmp_path):
     data = write_data(tmp_path / "d", "体育\t比赛\n体育\t球\n")
-    with pytest.raises(DataError, match="every example has the label '体育'; a classifier needs at least two"):
+    with pytest.raises(DataError, match="every example has the label '体育'; a classifier needs"):
         load_corpus(data, seq_length=3, vocab_size=10)
 
 

@@ -4,8 +4,8 @@
 variables, the global step, the input position (epoch and batch within it: the stream is a pure
 function of seed and step, see `data.pipeline`, so this is all the iterator state there is), the
 Keras dropout seed-generator states (which `tf.train.Checkpoint` does not find through the model on
-its own) and the early-stopping state. `RUN/best/` holds the model weights of the best validation accuracy so far
-plus `best.json` describing them.
+its own) and the early-stopping state. `RUN/best/` holds the model weights of the best validation
+accuracy so far plus `best.json` describing them.
 """
 
 from __future__ import annotations
