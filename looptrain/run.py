@@ -4,6 +4,7 @@
     RUN/vocab.txt       one token per line, <PAD> first (line number - 1 = id)
     RUN/labels.txt      one label per line (line number - 1 = class id)
     RUN/data.json       example counts and fingerprints of the encoded train/val splits
+    RUN/train.log       time-stamped log lines of every session of the run (start, evals, stops)
     RUN/checkpoints/    ckpt-<step>.* and the `checkpoint` index (latest few)
     RUN/best/           best-<step>.* weights of the best validation accuracy, best.json
     RUN/logs/train|val  TensorBoard event files
@@ -28,6 +29,7 @@ class RunDir:
         self.vocab_file = self.path / "vocab.txt"
         self.labels_file = self.path / "labels.txt"
         self.data_file = self.path / "data.json"
+        self.log_file = self.path / "train.log"
         self.checkpoints = self.path / "checkpoints"
         self.best = self.path / "best"
         self.logs = self.path / "logs"

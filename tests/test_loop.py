@@ -55,6 +55,11 @@ def test_tiny_run_leaves_a_complete_run_directory(tiny_config, tmp_path, quiet_d
     assert max(v for _, v in scalars["val/accuracy"]) > 0.3
 
     # best/ holds the first step with the highest validation accuracy, and says so.
+    log = (run / "train.log").read_text(encoding="utf-8").splitlines()
+    assert "started" in log[0] and "TensorFlow 2.21" in log[0]
+    assert [line.split()[3] for line in log if " step " in line[:30]] == ["20", "40", "60"]
+    assert "stopped at step 60" in log[-1]
+
     best = json.loads((run / "best" / "best.json").read_text())
     accs = scalars["val/accuracy"]
     top = max(v for _, v in accs)

@@ -83,13 +83,26 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
     if resume:
         run.check_same_data(corpus.fingerprints(), config.data.data_dir)
         restored = checkpoints.restore_latest()
-        display.log(f"resumed from {restored} at step {int(step_var.numpy())}")
         run.save_config(config)
+        display.log_to(run.log_file)
+        display.log(f"resumed from {restored} at step {int(step_var.numpy())} ({_versions()})")
     else:
         run.initialize(config, corpus.vocab, corpus.labels, corpus.fingerprints())
         # ckpt-0: a run interrupted before its first periodic checkpoint can still be resumed.
         checkpoints.save(0)
+        display.log_to(run.log_file)
+        display.log(f"started {run.path}: {config.model.name} on {config.data.data_dir}, "
+                    f"{len(corpus.splits['train'][1])} training examples ({_versions()})")
     return _Loop(config, run, corpus, trainer, early, checkpoints, display).run_to_end()
+
+
+def _versions() -> str:
+    import sys
+
+    import looptrain
+
+    return (f"looptrain {looptrain.__version__}, TensorFlow {tf.__version__}, Keras "
+            f"{keras.__version__}, Python {sys.version.split()[0]}")
 
 
 class _Loop:

@@ -1,6 +1,13 @@
-"""Terminal display: a rich progress bar while training and one log line per evaluation."""
+"""Terminal display: a rich progress bar while training and one log line per evaluation.
+
+Log lines also go, time-stamped, to the run's `train.log`, so the history of a run (including every
+resume) stays with it after the terminal is gone.
+"""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
@@ -30,6 +37,11 @@ class Display:
             console=self.console, disable=not self.console.is_terminal, transient=False)
         self._task = None
         self._steps_per_epoch = self._num_epochs = 1
+        self._log_file: Path | None = None
+
+    def log_to(self, path: Path) -> None:
+        """Appends every later log line to `path` as well."""
+        self._log_file = Path(path)
 
     def start(self, *, step: int, total: int, steps_per_epoch: int, num_epochs: int) -> None:
         self._steps_per_epoch, self._num_epochs = steps_per_epoch, num_epochs
@@ -52,6 +64,9 @@ class Display:
 
     def log(self, message: str) -> None:
         self._progress.console.print(message, highlight=False, soft_wrap=True)
+        if self._log_file is not None:
+            with open(self._log_file, "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def stop(self) -> None:
         self._progress.stop()
