@@ -23,6 +23,8 @@ from looptrain.train.step import Evaluator
 
 @dataclass(frozen=True)
 class EvalResult:
+    """Example-weighted loss and accuracy of `checkpoint` on `num_examples` examples."""
+
     loss: float
     accuracy: float
     num_examples: int
