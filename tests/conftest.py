@@ -44,6 +44,11 @@ def quiet_display():
     return Display(Console(file=open(os.devnull, "w"), force_terminal=False))
 
 
+def snapshot(directory: Path) -> dict[Path, bytes]:
+    """Every file under `directory` with its bytes, to prove an action left it untouched."""
+    return {p.relative_to(directory): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
 def write_data(directory: Path, train: str, val: str | None = None, test: str | None = None) -> Path:
     """Writes a data directory; val/test default to the train content."""
     directory.mkdir(parents=True, exist_ok=True)

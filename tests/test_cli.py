@@ -5,17 +5,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT, write_data
+from conftest import ROOT, snapshot, write_data
 from looptrain.cli import evaluate_main, run_main, train_main
 
 
 def _script(*args, cwd=ROOT):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *args[1:]], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
-
-
-def _snapshot(directory):
-    return {p.relative_to(directory): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def _tiny_args(corpus_dir, run, *extra):
@@ -65,7 +61,7 @@ def test_bad_flag_value_is_one_line(capsys):
 def test_existing_run_and_architecture_change_on_resume_lose_nothing(corpus_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert run_main(train_main, _tiny_args(corpus_dir, run, "--max-steps", "20")) == 0
-    before = _snapshot(run)
+    before = snapshot(run)
     capsys.readouterr()
 
     assert run_main(train_main, _tiny_args(corpus_dir, run)) == 2
@@ -75,7 +71,7 @@ def test_existing_run_and_architecture_change_on_resume_lose_nothing(corpus_dir,
     assert run_main(train_main, argv) == 2
     err = capsys.readouterr().err
     assert "cannot change 'model.embedding_dim' of a resumed run (saved 8, given 77)" in err
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
 
     assert run_main(train_main, ["--run-dir", str(run), "--resume", "--max-steps", "30"]) == 0
     assert "step 30" in capsys.readouterr().out

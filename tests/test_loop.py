@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import snapshot
 from rich.console import Console
 
 from looptrain.errors import RunDirError
@@ -145,10 +146,10 @@ def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_step_0(
 def test_fresh_start_refuses_an_existing_run_and_touches_nothing(tiny_config, tmp_path, quiet_display):
     run = tmp_path / "run"
     train_and_evaluate(tiny_config.replace({"train.max_steps": 20}), run, display=quiet_display)
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    before = snapshot(run)
     with pytest.raises(RunDirError, match="already holds a run with checkpoints.*--resume"):
         train_and_evaluate(tiny_config, run, display=quiet_display)
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert snapshot(run) == before
 
 
 def test_resume_on_different_data_is_refused(tiny_config, corpus_dir, tmp_path, quiet_display):
@@ -163,11 +164,11 @@ def test_resume_on_different_data_is_refused(tiny_config, corpus_dir, tmp_path, 
     # ...one example fewer is not: the step would point at a different position in the stream.
     lines = (moved / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     (moved / "train.txt").write_text("".join(lines[:-1]), encoding="utf-8")
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    before = snapshot(run)
     with pytest.raises(RunDirError, match="the train split in .* differs from the data this run"):
         train_and_evaluate(config.replace({"train.max_steps": 40}), run, resume=True,
                            display=quiet_display)
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert snapshot(run) == before
 
 
 def test_resume_with_nothing_to_resume_is_an_error(tiny_config, tmp_path, quiet_display):

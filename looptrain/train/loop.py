@@ -9,6 +9,7 @@ input never leaves a half-made run behind.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from looptrain import __version__
 from looptrain.config import Config
 from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_eval_dataset, make_train_dataset, steps_per_epoch
@@ -97,11 +99,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
 
 
 def _versions() -> str:
-    import sys
-
-    import looptrain
-
-    return (f"looptrain {looptrain.__version__}, TensorFlow {tf.__version__}, Keras "
+    return (f"looptrain {__version__}, TensorFlow {tf.__version__}, Keras "
             f"{keras.__version__}, Python {sys.version.split()[0]}")
 
 
