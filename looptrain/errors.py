@@ -1,13 +1,16 @@
-"""User-facing errors.
+"""User-facing errors and the ways a training session can end early.
 
 Every mistake a user can make (bad config key, malformed data line, run directory in the wrong state)
-raises a subclass of `UserError`. The scripts turn it into one line on stderr and exit status 2, with
-no traceback: the message itself must name the file/line/key and say what to do.
+raises a subclass of `UserError`. The scripts turn it into one line on stderr and a non-zero exit
+status (`exit_code`, 2 unless said otherwise), with no traceback: the message itself must name the
+file/line/key and say what to do.
 """
 
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
+
+    exit_code = 2
 
 
 class ConfigError(UserError):
@@ -19,4 +22,18 @@ class DataError(UserError):
 
 
 class RunDirError(UserError):
-    """A run directory that is in the wrong state for the requested action."""
+    """A run directory that is in the wrong state for the requested action, or in use."""
+
+
+class TrainingDiverged(UserError):
+    """A non-finite loss or gradient; the last good checkpoint is left as it was."""
+
+    exit_code = 3
+
+
+class Stopped(Exception):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint; exit status 128 + signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
