@@ -6,7 +6,9 @@
     RUN/data.json       example counts and fingerprints of the encoded train/val splits
     RUN/train.log       time-stamped log lines of every session of the run (start, evals, stops)
     RUN/checkpoints/    ckpt-<step>.* and the `checkpoint` index (latest few)
-    RUN/best/           best-<step>.* weights of the best validation accuracy, best.json
+    RUN/best            -> best.<step>/: best-<step>.* weights of the best validation accuracy and
+                        best.json (a symlink, swapped atomically when a better model is found)
+    RUN/.lock           held (flock) by the trainer running on this directory
     RUN/logs/train|val  TensorBoard event files
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from looptrain import config as config_lib
 from looptrain.errors import RunDirError
 from looptrain.files import read_lines, write_lines, write_text_atomic
+from looptrain.lock import RunLock
 
 
 class RunDir:
@@ -35,7 +38,7 @@ class RunDir:
         self.logs = self.path / "logs"
 
     def has_checkpoint(self) -> bool:
-        return (self.checkpoints / "checkpoint").is_file()
+        return (self.checkpoints / "checkpoint").is_file() or any(self.checkpoints.glob("ckpt-*.index"))
 
     def check_new(self) -> None:
         """Refuses to start a fresh run where one already exists (nothing is overwritten).
@@ -47,16 +50,23 @@ class RunDir:
             raise RunDirError(f"{self.path} already holds a run with checkpoints: continue it with "
                               f"--resume, or choose another --run-dir")
         if self.config_file.exists():
-            raise RunDirError(f"{self.path} already holds a run (config.json) but no checkpoint yet: "
-                              f"delete that directory or choose another --run-dir")
+            raise RunDirError(f"{self.path} already holds a run that stopped before its first checkpoint: "
+                              f"continue it with --resume, or choose another --run-dir")
 
     def check_resumable(self) -> None:
-        """Raises RunDirError unless there is a config and a checkpoint to resume from."""
+        """Raises RunDirError unless there is a run (its config) to resume.
+
+        A run killed before its first checkpoint was complete resumes from step 0.
+        """
         if not self.path.is_dir():
             raise RunDirError(f"--resume: run directory {self.path} does not exist")
-        if not self.config_file.is_file() or not self.has_checkpoint():
-            raise RunDirError(f"--resume: nothing to resume in {self.path} (no config.json or no "
-                              f"checkpoints/checkpoint); start it without --resume")
+        if not self.config_file.is_file():
+            raise RunDirError(f"--resume: nothing to resume in {self.path} (no config.json); start it "
+                              f"without --resume")
+
+    def lock(self) -> RunLock:
+        """The exclusive lock a trainer holds on this directory while it runs (creates the directory)."""
+        return RunLock(self.path)
 
     def check_exists(self) -> None:
         """Raises RunDirError unless this looks like a run directory (for evaluation)."""
