@@ -5,6 +5,10 @@ cross-entropy of the batch plus `sum(model.losses)` (regularisation). It pulls i
 iterator inside the graph, and the dataset's batch dimension is unknown, so one trace serves full and
 partial batches for the whole run. Metrics are Keras metric objects created once here, updated in the
 step, and read/reset by the loop at its own cadence.
+
+A step whose loss or gradients are not finite changes nothing: no weight, optimizer slot or metric
+is updated, only `nonfinite_steps` is incremented. The loop then stops (and never saves NaN weights)
+or, with `train.on_nan = "skip"`, carries on with the next batch.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ def _per_example_loss(labels, logits):
 class Trainer:
     """Owns the compiled `train_step` and the training metrics for one model and optimizer.
 
-    `train_step(iterator)` also advances `step`, the checkpointed global step.
+    `train_step(iterator)` also advances `step`, the checkpointed global step, whether or not the
+    batch's update was applied.
 
     Attributes:
         metrics: `{"loss", "accuracy"}` accumulated by `train_step` until `read_metrics(reset=True)`.
+        nonfinite_steps: checkpointed count of steps whose loss or gradients were not finite (and
+            whose update was therefore skipped).
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
@@ -37,6 +44,7 @@ class Trainer:
             optimizer.build(model.trainable_variables)
         self.metrics = {"loss": keras.metrics.Mean(name="train_loss"),
                         "accuracy": keras.metrics.SparseCategoricalAccuracy(name="train_accuracy")}
+        self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
         self.train_step = tf.function(self._train_step)
 
     def _train_step(self, iterator):
@@ -49,9 +57,19 @@ class Trainer:
                 loss += tf.add_n(self.model.losses)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        self.metrics["loss"].update_state(loss)
-        self.metrics["accuracy"].update_state(y, logits)
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.linalg.global_norm(gradients))
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, variables))
+            self.metrics["loss"].update_state(loss)
+            self.metrics["accuracy"].update_state(y, logits)
+            return tf.constant(True)
+
+        def skip():
+            self.nonfinite_steps.assign_add(1)
+            return tf.constant(False)
+
+        tf.cond(finite, apply, skip)
         self.step.assign_add(1)
         return loss
 
