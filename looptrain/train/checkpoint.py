@@ -4,13 +4,17 @@
 variables, the global step, the input position (epoch and batch within it: the stream is a pure
 function of seed and step, see `data.pipeline`, so this is all the iterator state there is), the
 Keras dropout seed-generator states (which `tf.train.Checkpoint` does not find through the model on
-its own) and the early-stopping state. `RUN/best/` holds the model weights of the best validation
-accuracy so far plus `best.json` describing them.
+its own), the early-stopping state and the loop's counters. A `tf.random.Generator` kept as a layer
+attribute is tracked with the model. (Stateful ops such as `tf.random.uniform` keep their state in
+the kernel, which no checkpoint can hold: use Keras layers or a `tf.random.Generator` instead.)
+`RUN/best` holds the model weights of the best validation accuracy so far plus `best.json`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -77,23 +81,29 @@ def random_state_variables(model: keras.Model) -> list:
 
 
 class Checkpoints:
-    """The latest-checkpoint manager and the best-model copy of one run directory."""
+    """The latest-checkpoint manager and the best-model copy of one run directory.
+
+    Crash safety: TensorFlow writes each checkpoint's files before it points the `checkpoint` index
+    at them, and `restore_latest` falls back to the newest checkpoint it can read. `best` is a
+    symlink to `best.<step>/`, swapped with one atomic rename, so readers always find a complete
+    best model, never a half-written or missing one.
+    """
 
     def __init__(self, run_path: Path, *, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  step: tf.Variable, steps_per_epoch: int, early_stopping: EarlyStopping,
-                 max_to_keep: int):
+                 max_to_keep: int, counters: dict[str, tf.Variable] | None = None):
         self.step, self.steps_per_epoch = step, steps_per_epoch
         self.position = DataPosition()
+        self.model = model
         self.checkpoint = tf.train.Checkpoint(
             model=model, optimizer=optimizer, step=step, data_position=self.position,
-            early_stopping=early_stopping, random_state=random_state_variables(model))
+            early_stopping=early_stopping, random_state=random_state_variables(model),
+            **(counters or {}))
         check_tracked(model)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(run_path / "checkpoints"), max_to_keep=max_to_keep,
             checkpoint_name="ckpt")
-        self.best_dir = run_path / "best"
-        self.best_manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=model), str(self.best_dir), max_to_keep=1, checkpoint_name="best")
+        self.run_path = run_path
 
     def save(self, step: int) -> str:
         """Writes `checkpoints/ckpt-<step>` (and prunes old ones)."""
@@ -102,23 +112,64 @@ class Checkpoints:
 
     def save_best(self, step: int, metrics: dict[str, float]) -> str:
         """Replaces the best-model copy by the current weights, with `best.json` describing them."""
-        path = self.best_manager.save(checkpoint_number=step)
+        target = self.run_path / f"best.{step}"
+        shutil.rmtree(target, ignore_errors=True)  # left over by a kill during an earlier attempt
+        path = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model), str(target),
+                                          max_to_keep=1, checkpoint_name="best").save(step)
         info = {"step": step, "checkpoint": Path(path).name, **metrics}
-        write_text_atomic(self.best_dir / "best.json", json.dumps(info, indent=2) + "\n")
-        return path
+        write_text_atomic(target / "best.json", json.dumps(info, indent=2) + "\n")
+        _point_symlink(self.run_path / "best", target.name)
+        for old in self.run_path.glob("best.*"):
+            if old.is_dir() and old.name != target.name:
+                shutil.rmtree(old, ignore_errors=True)
+        return str(self.run_path / "best" / Path(path).name)
 
-    def restore_latest(self) -> str:
-        """Restores the newest checkpoint into the (already built) objects.
+    def restore_latest(self) -> tuple[str | None, list[str]]:
+        """Restores the newest readable checkpoint into the (already built) objects.
+
+        Returns:
+            The checkpoint restored (None when the run was killed before its first checkpoint was
+            complete: training restarts from step 0, which is where it stood), and one warning per
+            newer checkpoint that could not be read.
 
         Raises:
-            RunDirError: there is no checkpoint, or it does not match the model.
+            RunDirError: no checkpoint can be read, or none matches the model.
         """
-        path = self.manager.latest_checkpoint
-        if path is None:
-            raise RunDirError(f"{self.manager.directory}: no checkpoint to resume from")
-        _restore(self.checkpoint, path)
-        self.position.check(int(self.step.numpy()), self.steps_per_epoch)
-        return path
+        candidates = _checkpoint_candidates(Path(self.manager.directory), self.manager.checkpoints)
+        if not candidates:
+            return None, [f"{self.manager.directory}: no complete checkpoint; starting from step 0"]
+        warnings, first_error = [], None
+        for path in candidates:
+            try:
+                _restore(self.checkpoint, path)
+            except RunDirError as exc:
+                first_error = first_error or exc
+                warnings.append(f"skipped unreadable checkpoint {path} ({_short(exc)})")
+                continue
+            self.position.check(int(self.step.numpy()), self.steps_per_epoch)
+            return path, warnings
+        raise first_error
+
+
+def _checkpoint_candidates(directory: Path, listed: list[str]) -> list[str]:
+    """Checkpoint prefixes newest first: those in the index plus any complete ones on disk."""
+    on_disk = [str(p)[: -len(".index")] for p in directory.glob("ckpt-*.index")]
+    prefixes = {str(Path(p)) for p in [*listed, *on_disk]}
+    return sorted(prefixes, key=lambda p: int(p.rsplit("-", 1)[1]), reverse=True)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split(" (", 1)[-1].rstrip(")")
+
+
+def _point_symlink(link: Path, target: str) -> None:
+    """Makes `link` point at `target` with one atomic rename (a reader sees old or new, never none)."""
+    if link.is_dir() and not link.is_symlink():  # a best/ directory written by looptrain 0.1
+        link.rename(link.with_name(f"{link.name}.legacy"))
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
 
 
 def check_tracked(model: keras.Model) -> None:
@@ -150,6 +201,6 @@ def _restore(checkpoint: tf.train.Checkpoint, path: str, *, partial: bool = Fals
         status = checkpoint.restore(path).assert_existing_objects_matched()
         if partial:  # a full training checkpoint also holds the optimizer: not needed here
             status.expect_partial()
-    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+    except (AssertionError, ValueError, IndexError, KeyError, tf.errors.OpError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunDirError(f"checkpoint {path} does not match this model ({first})") from None
