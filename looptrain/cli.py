@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from looptrain import config as config_lib  # noqa: E402
-from looptrain.errors import UserError  # noqa: E402
+from looptrain.errors import Stopped, UserError  # noqa: E402
 from looptrain.run import RunDir  # noqa: E402
 
 # Script flag -> config key. Flags sit between the config file and --set in precedence.
@@ -24,6 +24,7 @@ TRAIN_FLAGS = {
     "max_steps": "train.max_steps", "batch_size": "train.batch_size",
     "learning_rate": "train.learning_rate", "seed": "train.seed", "eval_every": "train.eval_every",
     "checkpoint_every": "train.checkpoint_every", "patience": "train.patience",
+    "on_nan": "train.on_nan", "deterministic": "train.deterministic",
 }
 
 
@@ -33,12 +34,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Runs a script's `main`, turning user errors into one stderr line and exit status 2."""
+    """Runs a script's `main`, turning user errors into one stderr line and their exit status (2)."""
     try:
         return main(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except Stopped as exc:  # SIGINT/SIGTERM, after the checkpoint was written
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -58,6 +62,10 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, help="train.eval_every (steps)")
     p.add_argument("--checkpoint-every", type=int, help="train.checkpoint_every (steps)")
     p.add_argument("--patience", type=int, help="train.patience (steps without improvement)")
+    p.add_argument("--on-nan", choices=("stop", "skip"),
+                   help="train.on_nan: stop on a non-finite loss/gradient (default) or skip the batch")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                   help="train.deterministic: TensorFlow op determinism (default on)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config key, e.g. --set model.dropout=0.3 (repeatable)")

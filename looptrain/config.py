@@ -61,6 +61,10 @@ class TrainConfig:
     clip_norm: float = _field(0.0, low=0.0, doc="global-norm gradient clipping; 0 = off")
     keep_checkpoints: int = _field(5, low=1, doc="how many recent checkpoints to keep")
     seed: int = _field(42, low=0, doc="seed for weights, dropout and data shuffling")
+    on_nan: str = _field("stop", choices=("stop", "skip"),
+                         doc="non-finite loss/gradient: stop (keeping the last good checkpoint) or "
+                             "skip the batch")
+    deterministic: bool = _field(True, doc="TensorFlow op determinism (bit-identical reruns and resumes)")
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,7 @@ def load_json(path: str | Path) -> Config:
 RESUMABLE_KEYS = frozenset({
     "data.data_dir", "train.num_epochs", "train.max_steps", "train.eval_every",
     "train.checkpoint_every", "train.log_every", "train.patience", "train.keep_checkpoints",
+    "train.on_nan", "train.deterministic",
 })
 
 

@@ -22,10 +22,12 @@ from looptrain import __version__
 from looptrain.config import Config
 from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_eval_dataset, make_train_dataset, steps_per_epoch
+from looptrain.errors import Stopped, TrainingDiverged
 from looptrain.models import build_model, create_model, get_model_class
 from looptrain.run import RunDir
 from looptrain.train.checkpoint import Checkpoints, EarlyStopping
 from looptrain.train.progress import Display
+from looptrain.train.signals import StopSignals
 from looptrain.train.step import Evaluator, Trainer, make_optimizer
 from looptrain.train.summaries import SummaryWriter
 
@@ -69,7 +71,25 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
         config.data.data_dir, seq_length=config.data.seq_length, vocab_size=config.data.vocab_size,
         vocab=run.load_vocab() if resume else None, labels=run.load_labels() if resume else None,
         splits=("train", "val"))
+    if resume:
+        run.check_same_data(corpus.fingerprints(), config.data.data_dir)
+    existed = run.path.exists()
+    # Signals are caught from here on, so a Ctrl-C during set-up cannot leave half a run directory:
+    # it is honoured (checkpoint, exit) once the loop starts.
+    with StopSignals() as signals:
+        try:
+            with run.lock():
+                run.check_resumable() if resume else run.check_new()  # again, now that we hold it
+                return _set_up_and_train(config, run, corpus, resume, display, signals)
+        finally:
+            if not existed:
+                _remove_if_unused(run.path)
 
+
+def _set_up_and_train(config, run, corpus, resume, display, signals) -> TrainResult:
+    """Builds model, optimizer and checkpoints; starts or restores the run; trains it."""
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
     model = create_model(config.model, vocab_size=len(corpus.vocab), num_classes=len(corpus.labels))
     build_model(model, config.data.seq_length)
@@ -81,13 +101,16 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
     checkpoints = Checkpoints(
         run.path, model=model, optimizer=optimizer, step=step_var,
         steps_per_epoch=steps_per_epoch(len(corpus.splits["train"][1]), config.train.batch_size),
-        early_stopping=early, max_to_keep=config.train.keep_checkpoints)
+        early_stopping=early, max_to_keep=config.train.keep_checkpoints,
+        counters={"nonfinite_steps": trainer.nonfinite_steps})
     if resume:
-        run.check_same_data(corpus.fingerprints(), config.data.data_dir)
-        restored = checkpoints.restore_latest()
+        restored, warnings = checkpoints.restore_latest()
         run.save_config(config)
         display.log_to(run.log_file)
-        display.log(f"resumed from {restored} at step {int(step_var.numpy())} ({_versions()})")
+        for warning in warnings:
+            display.log(f"warning: {warning}")
+        display.log(f"resumed from {restored or 'the start'} at step {int(step_var.numpy())} "
+                    f"({_versions()})")
     else:
         run.initialize(config, corpus.vocab, corpus.labels, corpus.fingerprints())
         # ckpt-0: a run interrupted before its first periodic checkpoint can still be resumed.
@@ -95,7 +118,14 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
         display.log_to(run.log_file)
         display.log(f"started {run.path}: {config.model.name} on {config.data.data_dir}, "
                     f"{len(corpus.splits['train'][1])} training examples ({_versions()})")
-    return _Loop(config, run, corpus, trainer, early, checkpoints, display).run_to_end()
+    return _Loop(config, run, corpus, trainer, early, checkpoints, display, signals).run_to_end()
+
+
+def _remove_if_unused(path: Path) -> None:
+    """Removes a run directory this call created if nothing but the lock file got into it."""
+    if path.is_dir() and {p.name for p in path.iterdir()} <= {".lock"}:
+        (path / ".lock").unlink(missing_ok=True)
+        path.rmdir()
 
 
 def _versions() -> str:
@@ -106,10 +136,12 @@ def _versions() -> str:
 class _Loop:
     """The state of one `train_and_evaluate` call between set-up and the result."""
 
-    def __init__(self, config, run, corpus, trainer, early, checkpoints, display):
+    def __init__(self, config, run, corpus, trainer, early, checkpoints, display, signals):
         self.t = config.train
         self.run, self.trainer, self.early = run, trainer, early
-        self.checkpoints, self.display = checkpoints, display
+        self.checkpoints, self.display, self.signals = checkpoints, display, signals
+        self.nonfinite = int(trainer.nonfinite_steps.numpy())
+        self.saved_step = int(trainer.step.numpy())
         self.x_train, self.y_train = corpus.splits["train"]
         self.per_epoch = steps_per_epoch(len(self.x_train), self.t.batch_size)
         self.total = self.t.num_epochs * self.per_epoch
@@ -135,10 +167,13 @@ class _Loop:
         stop_reason, train_seconds = None, 0.0
         try:
             while stop_reason is None:
+                if self.signals.requested:
+                    self._stop_on_signal(step)
                 began = time.perf_counter()
-                self.trainer.train_step(iterator)
+                loss = self.trainer.train_step(iterator)
                 train_seconds += time.perf_counter() - began
                 step += 1
+                self._check_finite(step, loss)
                 self._log_train(step)
                 if step >= self.total:
                     stop_reason = "max_steps" if t.max_steps and step >= t.max_steps else "epochs"
@@ -148,6 +183,7 @@ class _Loop:
                         stop_reason = "early_stopping"
                 if step % t.checkpoint_every == 0 or stop_reason:
                     self.checkpoints.save(step)
+                    self.saved_step = step
         finally:
             self.display.stop()
             self.writer.close()
@@ -155,6 +191,36 @@ class _Loop:
             f"stopped at step {step} ({stop_reason.replace('_', ' ')}); best val accuracy "
             f"{float(self.early.best_value.numpy()):.4f} at step {int(self.early.best_step.numpy())}")
         return self._result(step, start, stop_reason, train_seconds)
+
+    def _stop_on_signal(self, step: int) -> None:
+        """Checkpoints the state after the last finished step and raises `Stopped`."""
+        path = self.checkpoints.manager.latest_checkpoint
+        if self.saved_step != step:
+            path = self.checkpoints.save(step)
+        message = (f"stopped by {self.signals.name} at step {step}; checkpoint {path} written; "
+                   f"continue with: python scripts/train.py --run-dir {self.run.path} --resume")
+        self.display.stop()
+        self.display.log(message)
+        raise Stopped(message, self.signals.requested)
+
+    def _check_finite(self, step: int, loss) -> None:
+        """Stops (train.on_nan = stop) or reports a skipped batch (skip) after a non-finite step."""
+        nonfinite = int(self.trainer.nonfinite_steps.numpy())
+        if nonfinite == self.nonfinite:
+            return
+        self.nonfinite = nonfinite
+        if self.t.on_nan == "skip":
+            self.display.log(f"step {step}: non-finite loss or gradient (loss {float(loss)}); batch "
+                             f"skipped ({nonfinite} so far)")
+            return
+        message = (f"step {step}: non-finite loss or gradient (loss {float(loss)}); training stopped "
+                   f"and nothing was saved after step {self.saved_step}; the last good checkpoint is "
+                   f"{self.checkpoints.manager.latest_checkpoint}. Start a new run with a lower "
+                   f"train.learning_rate or a train.clip_norm, or continue this one with --resume "
+                   f"--on-nan skip")
+        self.display.stop()
+        self.display.log(message)
+        raise TrainingDiverged(message)
 
     def _log_train(self, step: int) -> None:
         """Every `log_every` steps (and at the end): interval metrics to TensorBoard and display."""
@@ -165,6 +231,7 @@ class _Loop:
         self.train_values = {f"train/{k}": v for k, v in values.items()}
         self.train_values["train/learning_rate"] = float(
             self.trainer.optimizer.learning_rate.numpy())
+        self.train_values["train/nonfinite_steps"] = float(self.nonfinite)
         self.writer.scalars(step, self.train_values)
         self.display.update(step, loss=values["loss"], accuracy=values["accuracy"])
 
