@@ -55,3 +55,18 @@ def write_data(directory: Path, train: str, val: str | None = None, test: str | 
     for name, content in (("train", train), ("val", val or train), ("test", test or train)):
         (directory / f"{name}.txt").write_text(content, encoding="utf-8")
     return directory
+
+
+def assert_same_variables(checkpoint: str, reference: str) -> list[str]:
+    """Asserts every variable of two checkpoints bit-for-bit equal; returns the names compared."""
+    import numpy as np
+    import tensorflow as tf
+
+    names = [n for n, _ in tf.train.list_variables(reference)
+             if n.endswith("VARIABLE_VALUE") and not n.startswith("save_counter")]
+    assert names == [n for n, _ in tf.train.list_variables(checkpoint)
+                     if n.endswith("VARIABLE_VALUE") and not n.startswith("save_counter")]
+    for name in names:
+        np.testing.assert_array_equal(tf.train.load_variable(checkpoint, name),
+                                      tf.train.load_variable(reference, name), err_msg=name)
+    return names

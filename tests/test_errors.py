@@ -1,0 +1,121 @@
+"""Every bad input of the README's error table: exit status 2, one line naming the culprit, no
+traceback, and nothing lost (an existing run directory is left byte-for-byte as it was)."""
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, snapshot, write_data
+
+from looptrain.cli import evaluate_main, run_main, train_main
+
+GOOD = "体育\t比赛进球\n财经\t股票基金\n"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, corpus_dir):
+    """A trained tiny run, a second one with another architecture, and a run with no checkpoint."""
+    base = tmp_path_factory.mktemp("runs")
+    tiny = ["--config", str(ROOT / "configs" / "tiny.toml"), "--data-dir", str(corpus_dir),
+            "--max-steps", "5", "--eval-every", "5"]
+    assert run_main(train_main, [*tiny, "--run-dir", str(base / "run")]) == 0
+    assert run_main(train_main, [*tiny, "--run-dir", str(base / "other"),
+                                 "--set", "model.embedding_dim=4"]) == 0
+    (base / "empty").mkdir()
+    (base / "empty" / "config.json").write_bytes((base / "run" / "config.json").read_bytes())
+    return base
+
+
+def _data(tmp_path, **files):
+    return ["--data-dir", str(write_data(tmp_path / "d", **files))]
+
+
+def _train(tmp_path, *argv):
+    return train_main, ["--config", str(ROOT / "configs" / "tiny.toml"), "--run-dir",
+                        str(tmp_path / "new"), *argv]
+
+
+# (case, how to provoke it, the message). `{d}` = the data dir, `{r}` = the runs dir; the message is
+# a regular expression after formatting. The README's "When something is wrong" table shows these.
+CASES = {
+    "data line without a tab": (
+        lambda t, r: _train(t, *_data(t, train=GOOD + "财经股票\n")),
+        "{d}/train.txt:3: line has no tab; every line must be label<TAB>text"),
+    "unknown label in val/test": (
+        lambda t, r: _train(t, *_data(t, train=GOOD, val="科技\t芯片\n")),
+        "{d}/val.txt:1: label '科技' does not occur in the training split \\(known: 体育, 财经\\)"),
+    "empty text": (
+        lambda t, r: _train(t, *_data(t, train=GOOD + "体育\t  \n")),
+        "{d}/train.txt:3: empty text after label '体育'"),
+    "bytes that are not UTF-8": (
+        lambda t, r: _train(t, *_data(t, train=GOOD, val=GOOD + "体育\t\xff\n")),
+        None),  # re-written as raw bytes below
+    "missing data file": (
+        lambda t, r: (train_main, ["--run-dir", str(t / "new"), "--data-dir", str(t / "nowhere")]),
+        "data directory {t}/nowhere does not exist \\(pass --data-dir DIR\\)"),
+    "empty data file": (
+        lambda t, r: _train(t, *_data(t, train="")),
+        "{d}/train.txt is empty: expected one label<TAB>text example per line"),
+    "missing config file": (
+        lambda t, r: (train_main, ["--config", str(t / "nope.toml"), "--run-dir", str(t / "new")]),
+        "config file {t}/nope.toml does not exist \\(see configs/ for examples\\)"),
+    "unknown config key": (
+        lambda t, r: _train(t, "--set", "train.bach_size=8"),
+        "--set train.bach_size=8: unknown config key 'train.bach_size' \\(known keys: .*\\)"),
+    "invalid value": (
+        lambda t, r: _train(t, "--batch-size", "-5"),
+        "--batch-size: 'train.batch_size' must be >= 1, got -5"),
+    "--resume with nothing to resume": (
+        lambda t, r: (train_main, ["--run-dir", str(t / "nothing"), "--resume"]),
+        "--resume: run directory {t}/nothing does not exist"),
+    "--resume changing the architecture": (
+        lambda t, r: (train_main, ["--run-dir", str(r / "run"), "--resume",
+                                   "--set", "model.embedding_dim=77"]),
+        "--set: cannot change 'model.embedding_dim' of a resumed run \\(saved 8, given 77\\); start a "
+        "new --run-dir to train with a different value"),
+    "a new run in an existing run directory": (
+        lambda t, r: _train(t.parent, "--run-dir", str(r / "run")),
+        "{r}/run already holds a run with checkpoints: continue it with --resume, or choose another "
+        "--run-dir"),
+    "evaluate a run directory that does not exist": (
+        lambda t, r: (evaluate_main, ["--run-dir", str(t / "missing")]),
+        "{t}/missing is not a looptrain run directory \\(no config.json\\)"),
+    "evaluate a run with no checkpoint": (
+        lambda t, r: (evaluate_main, ["--run-dir", str(r / "empty")]),
+        "{r}/empty: no best checkpoint in {r}/empty/best \\(no evaluation has finished yet; try "
+        "--checkpoint latest\\)"),
+    "evaluate a checkpoint of a different model": (
+        lambda t, r: (evaluate_main, ["--run-dir", str(r / "run"), "--checkpoint",
+                                      str(r / "other" / "checkpoints" / "ckpt-5")]),
+        "checkpoint {r}/other/checkpoints/ckpt-5 does not match this model \\(.*\\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_loses_nothing(case, tmp_path, runs, capsys):
+    provoke, message = CASES[case]
+    main, argv = provoke(tmp_path, runs)
+    if case == "bytes that are not UTF-8":
+        (tmp_path / "d" / "val.txt").write_bytes(GOOD.encode() + "体育\t".encode() + b"\xff\xfe\n")
+        message = "{d}/val.txt:3: not valid UTF-8 \\(byte 7\\); re-encode the file as UTF-8"
+    before = snapshot(runs)
+    capsys.readouterr()
+
+    assert run_main(main, argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    expected = message.format(d=tmp_path / "d", t=tmp_path, r=runs)
+    assert re.fullmatch(f"error: {expected}\n", err), err
+    assert snapshot(runs) == before
+    assert not (tmp_path / "new").exists()
+
+
+def test_readme_error_table_lists_every_case():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## When something is wrong", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")}
+    assert set(CASES) <= rows, set(CASES) - rows
+
+
+def test_paths_in_messages_are_the_ones_given(tmp_path):
+    assert Path(tmp_path).is_absolute()  # messages above are matched against absolute paths

@@ -1,0 +1,255 @@
+"""Fault tolerance: kills, signals, divergence, a second trainer and damaged checkpoints.
+
+The promise under test: kill a run at any moment, `--resume` it, and the final variables are
+bit-for-bit those of the run that was never interrupted; and nothing ever loses a run.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import ROOT, assert_same_variables, snapshot
+
+from looptrain.errors import RunDirError, Stopped, TrainingDiverged
+from looptrain.lock import RunLock
+from looptrain.train import step as step_lib
+from looptrain.train.loop import train_and_evaluate
+from looptrain.train.progress import Display
+from looptrain.train.signals import StopSignals
+
+LONG = {"train.num_epochs": 40, "train.max_steps": 600, "train.checkpoint_every": 10}
+
+
+def _train_cmd(config, run, *, resume=False):
+    flags = ["--run-dir", str(run)]
+    flags += ["--resume"] if resume else [
+        "--config", str(ROOT / "configs" / "tiny.toml"), "--data-dir", config.data.data_dir,
+        "--epochs", "40", "--max-steps", "600", "--checkpoint-every", "10"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *flags],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _latest_step(run: Path) -> int:
+    steps = [int(p.name[5:-6]) for p in (run / "checkpoints").glob("ckpt-*.index")]
+    return max(steps, default=-1)
+
+
+def _wait_for_checkpoint_after(proc, run: Path, step: int, timeout=120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _latest_step(run) <= step:
+        assert proc.poll() is None, f"trainer exited early: {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, "no new checkpoint in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, corpus_dir):
+    """The uninterrupted 600-step run every interrupted one must equal."""
+    from conftest import ROOT as root
+    from looptrain import config as config_lib
+    from rich.console import Console
+
+    config = config_lib.load_toml(root / "configs" / "tiny.toml").replace(
+        {"data.data_dir": str(corpus_dir), **LONG})
+    run = tmp_path_factory.mktemp("straight") / "run"
+    train_and_evaluate(config, run, display=Display(Console(file=open(os.devnull, "w"))))
+    return tf.train.latest_checkpoint(str(run / "checkpoints"))
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tiny_config, tmp_path, straight_run):
+    rng_seed = random.randrange(1 << 30)
+    rng = random.Random(rng_seed)
+    run = tmp_path / "run"
+    proc, killed_after = _train_cmd(tiny_config, run), []
+    for _ in range(3):
+        _wait_for_checkpoint_after(proc, run, max(killed_after, default=0) + 30)
+        time.sleep(rng.uniform(0.0, 0.3))  # anywhere: in a step, an evaluation or a save
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        assert proc.returncode == -signal.SIGKILL
+        killed_after.append(_latest_step(run))
+        proc = _train_cmd(tiny_config, run, resume=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "step 600" in out
+    assert len(set(killed_after)) == 3 and max(killed_after) < 600, (killed_after, rng_seed)
+    final = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert final.endswith("ckpt-600")
+    names = assert_same_variables(final, straight_run)
+    assert any(n.startswith("random_state/") for n in names)  # dropout was on
+    assert (run / "train.log").read_text().count("resumed from") == 3
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_finishes_the_step_checkpoints_and_exits(tiny_config, tmp_path, quiet_display,
+                                                          straight_run, signum, code):
+    run = tmp_path / "run"
+    proc = _train_cmd(tiny_config, run)
+    _wait_for_checkpoint_after(proc, run, 30)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+    step = _latest_step(run)
+    assert last == (f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint "
+                    f"{run}/checkpoints/ckpt-{step} written; continue with: python scripts/train.py "
+                    f"--run-dir {run} --resume")
+    assert 30 < step < 600
+    resumed = train_and_evaluate(tiny_config.replace(LONG), run, resume=True, display=quiet_display)
+    assert resumed.step == 600
+    assert_same_variables(tf.train.latest_checkpoint(str(run / "checkpoints")), straight_run)
+
+
+def test_second_ctrl_c_aborts_at_once():
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.requested == signal.SIGINT and signals.name == "SIGINT"
+        os.kill(os.getpid(), signal.SIGTERM)  # a repeated SIGTERM changes nothing
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class _Poison(Display):
+    """Makes the loss of the steps in `steps` NaN, by way of a variable the patched loss reads."""
+
+    def __init__(self, steps, factor):
+        from rich.console import Console
+        super().__init__(Console(file=open(os.devnull, "w")))
+        self.steps, self.factor = steps, factor
+
+    def update(self, step, **fields):
+        self.factor.assign(float("nan") if step + 1 in self.steps else 1.0)
+        super().update(step, **fields)
+
+
+@pytest.fixture()
+def poisoned_loss(monkeypatch):
+    factor = tf.Variable(1.0)
+    original = step_lib._per_example_loss
+    monkeypatch.setattr(step_lib, "_per_example_loss", lambda y, logits: original(y, logits) * factor)
+    return factor
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path,
+                                                                      poisoned_loss):
+    run = tmp_path / "run"
+    display = _Poison({33}, poisoned_loss)
+    with pytest.raises(TrainingDiverged) as error:
+        train_and_evaluate(tiny_config, run, display=display)
+    assert error.value.exit_code == 3
+    assert str(error.value).startswith(
+        f"step 33: non-finite loss or gradient (loss nan); training stopped and nothing was saved "
+        f"after step 20; the last good checkpoint is {run}/checkpoints/ckpt-20.")
+    assert _latest_step(run) == 20
+    for index in (run / "checkpoints").glob("ckpt-*.index"):
+        prefix = str(index)[:-6]
+        for name, _ in tf.train.list_variables(prefix):
+            value = tf.train.load_variable(prefix, name)
+            if np.issubdtype(np.asarray(value).dtype, np.floating):
+                assert not np.isnan(value).any(), (prefix, name)
+    assert "step 33: non-finite loss" in (run / "train.log").read_text()
+
+
+def test_on_nan_skip_skips_the_batch_and_counts_it(tiny_config, tmp_path, poisoned_loss):
+    from test_loop import read_scalars
+
+    run = tmp_path / "run"
+    config = tiny_config.replace({"train.on_nan": "skip"})
+    result = train_and_evaluate(config, run, display=_Poison({12, 33}, poisoned_loss))
+    assert result.step == 60
+    final = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert tf.train.load_variable(final, "nonfinite_steps/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    # Skipped steps apply no update: the optimizer counted 58 updates in 60 steps.
+    assert tf.train.load_variable(final, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 58
+    assert dict(read_scalars(run / "logs")["train/nonfinite_steps"])[60] == 2
+    log = (run / "train.log").read_text()
+    assert "step 12: non-finite loss or gradient (loss nan); batch skipped (1 so far)" in log
+    assert "step 33: non-finite loss or gradient (loss nan); batch skipped (2 so far)" in log
+
+
+def test_a_run_directory_in_use_is_refused(tiny_config, tmp_path, quiet_display):
+    run = tmp_path / "run"
+    train_and_evaluate(tiny_config.replace({"train.max_steps": 20}), run, display=quiet_display)
+    with RunLock(run):
+        before = snapshot(run)
+        with pytest.raises(RunDirError, match=f"{run} is in use by another trainer \\(pid "
+                                              f"{os.getpid()} on .*\\); wait for it"):
+            train_and_evaluate(tiny_config, run, resume=True, display=quiet_display)
+        assert snapshot(run) == before
+    fresh = tmp_path / "fresh"
+    with RunLock(fresh), pytest.raises(RunDirError, match="in use by another trainer"):
+        train_and_evaluate(tiny_config, fresh, display=quiet_display)
+
+
+def test_a_killed_trainer_does_not_leave_its_run_locked(tmp_path):
+    code = ("import sys, time; from looptrain.lock import RunLock\n"
+            "with RunLock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline() == "locked\n"
+    with pytest.raises(RunDirError, match="in use"):
+        RunLock(tmp_path).__enter__()
+    proc.kill()
+    proc.wait()
+    with RunLock(tmp_path):
+        pass
+
+
+def test_resume_falls_back_to_the_newest_readable_checkpoint(tiny_config, tmp_path, quiet_display):
+    run = tmp_path / "run"
+    config = tiny_config.replace({"train.max_steps": 40})
+    train_and_evaluate(config, run, display=quiet_display)
+    # A half-written newest checkpoint: its data file cut short, the index intact.
+    data = next((run / "checkpoints").glob("ckpt-40.data-*"))
+    data.write_bytes(data.read_bytes()[:1000])
+    resumed = train_and_evaluate(tiny_config, run, resume=True, display=quiet_display)
+    assert (resumed.step, resumed.steps_run) == (60, 40)
+    log = (run / "train.log").read_text()
+    assert f"warning: skipped unreadable checkpoint {run}/checkpoints/ckpt-40" in log
+    assert f"resumed from {run}/checkpoints/ckpt-20 at step 20" in log
+    straight = tmp_path / "straight"
+    train_and_evaluate(tiny_config, straight, display=quiet_display)
+    assert_same_variables(tf.train.latest_checkpoint(str(run / "checkpoints")),
+                          tf.train.latest_checkpoint(str(straight / "checkpoints")))
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tiny_config, tmp_path,
+                                                                      quiet_display):
+    run = tmp_path / "run"
+    train_and_evaluate(tiny_config.replace({"train.max_steps": 1}), run, display=quiet_display)
+    for path in (run / "checkpoints").iterdir():  # as if killed while writing ckpt-0
+        path.unlink()
+    result = train_and_evaluate(tiny_config, run, resume=True, display=quiet_display)
+    assert (result.step, result.steps_run) == (60, 60)
+    assert "no complete checkpoint; starting from step 0" in (run / "train.log").read_text()
+
+
+def test_best_is_swapped_atomically_and_old_copies_are_removed(tiny_config, tmp_path, quiet_display):
+    run = tmp_path / "run"
+    train_and_evaluate(tiny_config, run, display=quiet_display)
+    assert (run / "best").is_symlink()
+    best = json_load(run / "best" / "best.json")
+    assert os.readlink(run / "best") == f"best.{best['step']}"
+    assert [p.name for p in run.glob("best.*")] == [f"best.{best['step']}"]
+    assert tf.train.latest_checkpoint(str(run / "best")).endswith(f"best-{best['step']}")
+
+
+def json_load(path):
+    import json
+    return json.loads(Path(path).read_text())
+
+
+def test_stopped_carries_the_signal_exit_status():
+    assert Stopped("x", signal.SIGTERM).exit_code == 143
+    assert Stopped("x", signal.SIGINT).exit_code == 130
