@@ -23,6 +23,7 @@ from looptrain.train import step as step_lib
 from looptrain.train.loop import train_and_evaluate
 from looptrain.train.progress import Display
 from looptrain.train.signals import StopSignals
+from test_loop import read_scalars
 
 LONG = {"train.num_epochs": 40, "train.max_steps": 600, "train.checkpoint_every": 10}
 
@@ -62,6 +63,10 @@ def straight_run(tmp_path_factory, corpus_dir):
         {"data.data_dir": str(corpus_dir), **LONG})
     run = tmp_path_factory.mktemp("straight") / "run"
     train_and_evaluate(config, run, display=Display(Console(file=open(os.devnull, "w"))))
+    return run
+
+
+def _final(run: Path) -> str:
     return tf.train.latest_checkpoint(str(run / "checkpoints"))
 
 
@@ -82,11 +87,12 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tiny_config, tmp
     assert proc.returncode == 0, err[-2000:]
     assert "step 600" in out
     assert len(set(killed_after)) == 3 and max(killed_after) < 600, (killed_after, rng_seed)
-    final = tf.train.latest_checkpoint(str(run / "checkpoints"))
-    assert final.endswith("ckpt-600")
-    names = assert_same_variables(final, straight_run)
+    assert _final(run).endswith("ckpt-600")
+    names = assert_same_variables(_final(run), _final(straight_run))
     assert any(n.startswith("random_state/") for n in names)  # dropout was on
     assert (run / "train.log").read_text().count("resumed from") == 3
+    # TensorBoard shows every step once, with the values of the uninterrupted run.
+    assert read_scalars(run / "logs") == read_scalars(straight_run / "logs")
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -107,7 +113,7 @@ def test_a_signal_finishes_the_step_checkpoints_and_exits(tiny_config, tmp_path,
     assert 30 < step < 600
     resumed = train_and_evaluate(tiny_config.replace(LONG), run, resume=True, display=quiet_display)
     assert resumed.step == 600
-    assert_same_variables(tf.train.latest_checkpoint(str(run / "checkpoints")), straight_run)
+    assert_same_variables(_final(run), _final(straight_run))
 
 
 def test_second_ctrl_c_aborts_at_once():
@@ -162,8 +168,6 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_confi
 
 
 def test_on_nan_skip_skips_the_batch_and_counts_it(tiny_config, tmp_path, poisoned_loss):
-    from test_loop import read_scalars
-
     run = tmp_path / "run"
     config = tiny_config.replace({"train.on_nan": "skip"})
     result = train_and_evaluate(config, run, display=_Poison({12, 33}, poisoned_loss))

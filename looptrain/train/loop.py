@@ -29,7 +29,7 @@ from looptrain.train.checkpoint import Checkpoints, EarlyStopping
 from looptrain.train.progress import Display
 from looptrain.train.signals import StopSignals
 from looptrain.train.step import Evaluator, Trainer, make_optimizer
-from looptrain.train.summaries import SummaryWriter
+from looptrain.train.summaries import SummaryWriter, drop_events_after
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,10 @@ def _set_up_and_train(config, run, corpus, resume, display, signals) -> TrainRes
         display.log_to(run.log_file)
         for warning in warnings:
             display.log(f"warning: {warning}")
+        dropped = drop_events_after(run.logs, int(step_var.numpy()))
+        if dropped:
+            display.log(f"removed {dropped} TensorBoard events of steps after the checkpoint (they "
+                        f"are being run again)")
         display.log(f"resumed from {restored or 'the start'} at step {int(step_var.numpy())} "
                     f"({_versions()})")
     else:

@@ -6,6 +6,7 @@ prefix picks the writer and the full key is the tag, so the loop never touches `
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import tensorflow as tf
@@ -38,3 +39,29 @@ class SummaryWriter:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+
+
+def drop_events_after(logdir: Path, step: int) -> int:
+    """Removes the events of steps after `step` from the event files under `logdir`.
+
+    A run resumed from the checkpoint at `step` re-runs the steps after it; their old events (from the
+    session that was killed) would otherwise show up twice in TensorBoard, which does not reliably
+    purge them itself. Each affected file is rewritten next to itself and swapped in with a rename.
+
+    Returns:
+        The number of events removed.
+    """
+    removed = 0
+    for path in sorted(Path(logdir).rglob("events.out.tfevents.*")):
+        events = [tf.compat.v1.Event.FromString(record.numpy())
+                  for record in tf.data.TFRecordDataset(str(path))]
+        kept = [e for e in events if not (e.step > step and e.HasField("summary"))]
+        if len(kept) == len(events):
+            continue
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for event in kept:
+                writer.write(event.SerializeToString())
+        os.replace(tmp, path)
+        removed += len(events) - len(kept)
+    return removed
