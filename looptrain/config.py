@@ -30,6 +30,8 @@ class DataConfig:
     data_dir: str = _field("", doc="directory with train/val/test files; '' = embedded synthetic corpus")
     seq_length: int = _field(600, low=1, doc="characters per example after padding/truncation")
     vocab_size: int = _field(5000, low=2, doc="vocabulary size including <PAD> (id 0)")
+    bucket_window: int = _field(0, low=0, doc="length bucketing: sort texts by length within windows "
+                                              "of N batches, trim padding; 0 = off (RNNs: on)")
 
 
 @dataclass(frozen=True)

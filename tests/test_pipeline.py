@@ -45,3 +45,40 @@ def test_start_step_resumes_exactly_where_the_stream_was(arrays):
 
 def test_eval_dataset_keeps_file_order(arrays):
     assert sum(_labels(make_eval_dataset(*arrays, batch_size=B)), []) == list(range(N))
+
+
+@pytest.fixture()
+def ragged():
+    """60 padded texts of lengths 1..12 (some all padding) and their labels."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 13, size=60)
+    x = np.zeros((60, 12), np.int32)
+    for row, length in enumerate(lengths):
+        x[row, :length] = rng.integers(1, 50, size=length)
+    return x, np.arange(60, dtype=np.int32), lengths
+
+
+def test_length_buckets_are_trimmed_similar_and_resume_exactly(ragged):
+    x, y, lengths = ragged
+    make = dict(batch_size=4, seed=5, num_epochs=2, bucket_window=5)
+    batches = [(bx.numpy(), by.numpy()) for bx, by in make_train_dataset(x, y, **make)]
+    assert len(batches) == 2 * steps_per_epoch(60, 4)
+    for epoch in (batches[:15], batches[15:]):
+        assert sorted(np.concatenate([by for _, by in epoch]).tolist()) == list(range(60))
+    for bx, by in batches:  # trimmed to the longest text, rows still paired with their labels
+        assert bx.shape[1] == max(lengths[by].max(), 1)
+        np.testing.assert_array_equal(bx, x[by][:, :bx.shape[1]])
+    spread = np.mean([np.ptp(lengths[by]) for _, by in batches])
+    unbucketed = np.mean([np.ptp(lengths[by.numpy()]) for _, by in make_train_dataset(
+        x, y, batch_size=4, seed=5, num_epochs=2)])
+    assert spread < unbucketed / 2
+    labels = [by.tolist() for _, by in batches]
+    for start in (0, 1, 7, 15, 22):
+        assert _labels(make_train_dataset(x, y, start_step=start, **make)) == labels[start:]
+
+
+def test_eval_by_length_covers_every_example_once(ragged):
+    x, y, lengths = ragged
+    batches = list(make_eval_dataset(x, y, batch_size=8, by_length=True))
+    assert sorted(np.concatenate([by.numpy() for _, by in batches]).tolist()) == list(range(60))
+    assert [bx.shape[1] for bx, _ in batches] == sorted(bx.shape[1] for bx, _ in batches)

@@ -31,7 +31,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int, num_epochs: int,
-                       start_step: int = 0) -> tf.data.Dataset:
+                       start_step: int = 0, bucket_window: int = 0) -> tf.data.Dataset:
     """Shuffled `(x, y)` batches for `num_epochs` epochs, starting at global step `start_step`.
 
     Args:
@@ -41,10 +41,13 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: i
         seed: shuffling seed; epoch `e` uses the permutation of `(seed, e)`.
         num_epochs: total epochs of the run (not the epochs left).
         start_step: batches already consumed; the stream resumes exactly after them.
+        bucket_window: 0, or length bucketing for padded sequences (see `_bucketed_batches`):
+            batches of similar lengths, trimmed to their longest text.
 
     Returns:
-        A dataset of `(x_batch, y_batch)` whose element spec has an unknown batch dimension, so a
-        step function traced on it is traced once for full and partial batches alike.
+        A dataset of `(x_batch, y_batch)` whose element spec has an unknown batch dimension (and an
+        unknown length when bucketing), so a step function traced on it is traced once for full
+        and partial batches alike.
     """
     n = len(x)
     start_epoch, start_batch = divmod(start_step, steps_per_epoch(n, batch_size))
@@ -53,22 +56,72 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: i
 
     def epoch_indices(epoch):
         # Positions already consumed in the epoch we resume in are skipped arithmetically (O(1)).
-        first = tf.where(epoch == start_epoch, tf.constant(start_batch * batch_size, tf.int64), 0)
-        positions = tf.data.Dataset.range(first, n).batch(batch_size)
-        return positions.map(
-            lambda p: tf.random.experimental.index_shuffle(p, tf.stack([seed, epoch]), n - 1))
+        first = tf.where(epoch == start_epoch, tf.constant(start_batch, tf.int64), 0)
+        permutation = tf.random.experimental.index_shuffle(
+            tf.range(n, dtype=tf.int64), tf.stack([seed, epoch]), n - 1)
+        if bucket_window:
+            return _bucketed_batches(permutation, lengths, batch_size, bucket_window,
+                                     tf.stack([seed, -1 - epoch]), first)  # a seed no epoch uses
+        batches = tf.data.Dataset.range(first * batch_size, n).batch(batch_size)
+        return batches.map(lambda p: tf.gather(permutation, p))
 
+    lengths = tf.constant(_lengths(x)) if bucket_window else None
     dataset = tf.data.Dataset.range(start_epoch, num_epochs).flat_map(epoch_indices)
-    dataset = dataset.map(lambda i: (tf.gather(features, i), tf.gather(labels, i)),
+    gather = _gather_trimmed if bucket_window else _gather
+    dataset = dataset.map(lambda i: gather(features, labels, lengths, i),
                           num_parallel_calls=_PARALLEL_CALLS, deterministic=True)
     return _finish(dataset)
 
 
-def make_eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int) -> tf.data.Dataset:
-    """All examples in file order, batched, cached after the first pass and prefetched."""
+def _lengths(x: np.ndarray) -> np.ndarray:
+    """Text length of each post-padded row: one past its last non-zero id."""
+    nonzero = x != 0
+    return np.where(nonzero.any(axis=1), x.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0).astype(
+        np.int32)
+
+
+def _bucketed_batches(permutation, lengths, batch_size, window, seed, first):
+    """Length bucketing that keeps the stream a pure function of (seed, epoch, batch).
+
+    The epoch's permutation is cut into windows of `window` batches; inside a window the examples
+    are sorted by length and cut into batches, and the order of all the epoch's batches is then
+    shuffled with a second seed. Windows are whole batches, so the batch count per epoch, the
+    partial last batch and resuming at any step are exactly as without bucketing.
+    """
+    n = tf.size(permutation, out_type=tf.int64)
+    window_of = tf.range(n) // (batch_size * window)
+    key = window_of * (tf.cast(tf.reduce_max(lengths), tf.int64) + 1) + tf.cast(
+        tf.gather(lengths, permutation), tf.int64)
+    ordered = tf.gather(permutation, tf.argsort(key, stable=True))
+    num_batches = (n + batch_size - 1) // batch_size
+    batch_order = tf.random.experimental.index_shuffle(tf.range(num_batches), seed, num_batches - 1)
+    return tf.data.Dataset.range(first, num_batches).map(
+        lambda b: ordered[batch_order[b] * batch_size:(batch_order[b] + 1) * batch_size])
+
+
+def _gather(features, labels, lengths, indices):
+    return tf.gather(features, indices), tf.gather(labels, indices)
+
+
+def _gather_trimmed(features, labels, lengths, indices):
+    """A batch cut after its longest text (at least one position, for all-padding texts)."""
+    longest = tf.maximum(tf.reduce_max(tf.gather(lengths, indices)), 1)
+    return tf.gather(features, indices)[:, :longest], tf.gather(labels, indices)
+
+
+def make_eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int,
+                      by_length: bool = False) -> tf.data.Dataset:
+    """All examples, batched, cached after the first pass and prefetched.
+
+    In file order; with `by_length`, sorted by text length and each batch trimmed to its longest
+    text (for models whose cost grows with the length, such as RNNs: metrics do not depend on order).
+    """
+    order = np.argsort(_lengths(x), kind="stable") if by_length else np.arange(len(x))
     features, labels = tf.constant(x), tf.constant(y)
-    dataset = tf.data.Dataset.range(len(x)).batch(batch_size)
-    dataset = dataset.map(lambda i: (tf.gather(features, i), tf.gather(labels, i)))
+    lengths = tf.constant(_lengths(x)) if by_length else None
+    gather = _gather_trimmed if by_length else _gather
+    dataset = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).batch(batch_size)
+    dataset = dataset.map(lambda i: gather(features, labels, lengths, i))
     return _finish(dataset.cache())
 
 

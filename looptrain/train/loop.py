@@ -151,7 +151,9 @@ class _Loop:
         self.total = self.t.num_epochs * self.per_epoch
         if self.t.max_steps:
             self.total = min(self.total, self.t.max_steps)
-        self.val_dataset = make_eval_dataset(*corpus.splits["val"], batch_size=self.t.batch_size)
+        self.bucket_window = config.data.bucket_window
+        self.val_dataset = make_eval_dataset(*corpus.splits["val"], batch_size=self.t.batch_size,
+                                             by_length=bool(self.bucket_window))
         self.evaluator = Evaluator(trainer.model)
         self.writer = SummaryWriter(run.logs)
         self.train_values: dict[str, float] = {}
@@ -165,7 +167,8 @@ class _Loop:
                              f"{self.total}); raise --epochs/--max-steps/--patience to continue")
             return self._result(step, start, "already_done", 0.0)
         iterator = iter(make_train_dataset(self.x_train, self.y_train, batch_size=t.batch_size,
-                                           seed=t.seed, num_epochs=t.num_epochs, start_step=step))
+                                           seed=t.seed, num_epochs=t.num_epochs, start_step=step,
+                                           bucket_window=self.bucket_window))
         self.display.start(step=step, total=self.total, steps_per_epoch=self.per_epoch,
                            num_epochs=t.num_epochs)
         stop_reason, train_seconds = None, 0.0
