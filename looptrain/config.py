@@ -67,6 +67,13 @@ class TrainConfig:
                          doc="non-finite loss/gradient: stop (keeping the last good checkpoint) or "
                              "skip the batch")
     deterministic: bool = _field(True, doc="TensorFlow op determinism (bit-identical reruns and resumes)")
+    steps_per_loop: int = _field(100, low=1, doc="most steps per compiled call (calls also end at "
+                                                  "every log, eval and checkpoint step)")
+    jit_compile: str = _field("auto", choices=("auto", "on", "off"),
+                              doc="XLA for the train/eval steps; auto = on except for RNNs and "
+                                  "length-bucketed input")
+    precision: str = _field("float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                            doc="layer compute dtype; variables, logits and loss stay float32")
 
 
 @dataclass(frozen=True)
@@ -210,7 +217,7 @@ def load_json(path: str | Path) -> Config:
 RESUMABLE_KEYS = frozenset({
     "data.data_dir", "train.num_epochs", "train.max_steps", "train.eval_every",
     "train.checkpoint_every", "train.log_every", "train.patience", "train.keep_checkpoints",
-    "train.on_nan", "train.deterministic",
+    "train.on_nan", "train.deterministic", "train.steps_per_loop", "train.jit_compile",
 })
 
 

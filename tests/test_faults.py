@@ -126,33 +126,31 @@ def test_second_ctrl_c_aborts_at_once():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-class _Poison(Display):
-    """Makes the loss of the steps in `steps` NaN, by way of a variable the patched loss reads."""
-
-    def __init__(self, steps, factor):
-        from rich.console import Console
-        super().__init__(Console(file=open(os.devnull, "w")))
-        self.steps, self.factor = steps, factor
-
-    def update(self, step, **fields):
-        self.factor.assign(float("nan") if step + 1 in self.steps else 1.0)
-        super().update(step, **fields)
-
-
 @pytest.fixture()
-def poisoned_loss(monkeypatch):
-    factor = tf.Variable(1.0)
+def poison(monkeypatch):
+    """`poison(steps)` makes the loss of those steps (counted from 1 in this process) NaN.
+
+    The patched loss counts its own calls in a variable, so it also works inside the compiled
+    multi-step loop, where no Python runs between steps.
+    """
+    calls, bad = tf.Variable(0, dtype=tf.int64), tf.Variable(tf.zeros([8], tf.int64))
     original = step_lib._per_example_loss
-    monkeypatch.setattr(step_lib, "_per_example_loss", lambda y, logits: original(y, logits) * factor)
-    return factor
+
+    def loss(labels, logits):
+        calls.assign_add(1)
+        nan = tf.reduce_any(tf.equal(bad, calls))
+        return original(labels, logits) * tf.where(nan, float("nan"), 1.0)
+
+    monkeypatch.setattr(step_lib, "_per_example_loss", loss)
+    return lambda steps: bad.assign(list(steps) + [0] * (8 - len(steps)))
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path,
-                                                                      poisoned_loss):
+                                                                      quiet_display, poison):
     run = tmp_path / "run"
-    display = _Poison({33}, poisoned_loss)
+    poison([33])  # inside a 5-step compiled call (31-35): the call ends right after it
     with pytest.raises(TrainingDiverged) as error:
-        train_and_evaluate(tiny_config, run, display=display)
+        train_and_evaluate(tiny_config.replace({"train.eval_every": 100}), run, display=quiet_display)
     assert error.value.exit_code == 3
     assert str(error.value).startswith(
         f"step 33: non-finite loss or gradient (loss nan); training stopped and nothing was saved "
@@ -167,19 +165,21 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_confi
     assert "step 33: non-finite loss" in (run / "train.log").read_text()
 
 
-def test_on_nan_skip_skips_the_batch_and_counts_it(tiny_config, tmp_path, poisoned_loss):
+def test_on_nan_skip_skips_the_batch_and_counts_it(tiny_config, tmp_path, quiet_display, poison):
     run = tmp_path / "run"
-    config = tiny_config.replace({"train.on_nan": "skip"})
-    result = train_and_evaluate(config, run, display=_Poison({12, 33}, poisoned_loss))
+    config = tiny_config.replace({"train.on_nan": "skip", "train.eval_every": 100})
+    poison([12, 33, 34])
+    result = train_and_evaluate(config, run, display=quiet_display)
     assert result.step == 60
     final = tf.train.latest_checkpoint(str(run / "checkpoints"))
-    assert tf.train.load_variable(final, "nonfinite_steps/.ATTRIBUTES/VARIABLE_VALUE") == 2
-    # Skipped steps apply no update: the optimizer counted 58 updates in 60 steps.
-    assert tf.train.load_variable(final, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 58
-    assert dict(read_scalars(run / "logs")["train/nonfinite_steps"])[60] == 2
+    assert tf.train.load_variable(final, "nonfinite_steps/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    # Skipped steps apply no update: the optimizer counted 57 updates in 60 steps.
+    assert tf.train.load_variable(final, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 57
+    assert dict(read_scalars(run / "logs")["train/nonfinite_steps"])[60] == 3
     log = (run / "train.log").read_text()
     assert "step 12: non-finite loss or gradient (loss nan); batch skipped (1 so far)" in log
-    assert "step 33: non-finite loss or gradient (loss nan); batch skipped (2 so far)" in log
+    assert ("steps 31-35: 2 batches skipped, the last at step 34 with non-finite loss or gradient "
+            "(loss nan) (3 so far)") in log
 
 
 def test_a_run_directory_in_use_is_refused(tiny_config, tmp_path, quiet_display):

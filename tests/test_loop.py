@@ -130,7 +130,7 @@ def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_step_0(
         tiny_config, tmp_path, quiet_display):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train_and_evaluate(tiny_config, run, display=_InterruptAt(7))
+        train_and_evaluate(tiny_config, run, display=_InterruptAt(10))
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-0")
     resumed = train_and_evaluate(tiny_config.replace({"train.max_steps": 20}), run, resume=True,
                                  display=quiet_display)

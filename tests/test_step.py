@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from looptrain.data.corpus import load_corpus
@@ -9,7 +10,7 @@ from looptrain.models.text_cnn import TextCNN
 from looptrain.train.step import Evaluator, Trainer, make_optimizer
 
 
-def _setup(config, num_epochs=4):
+def _setup(config, num_epochs=4, **trainer_options):
     corpus = load_corpus(config.data.data_dir, seq_length=config.data.seq_length,
                          vocab_size=config.data.vocab_size, splits=("train", "val"))
     keras.utils.set_random_seed(config.train.seed)
@@ -19,7 +20,7 @@ def _setup(config, num_epochs=4):
     step = tf.Variable(0, dtype=tf.int64)
     iterator = iter(make_train_dataset(*corpus.splits["train"], batch_size=config.train.batch_size,
                                        seed=1, num_epochs=num_epochs))
-    return corpus, model, Trainer(model, optimizer, step), iterator
+    return corpus, model, Trainer(model, optimizer, step, **trainer_options), iterator
 
 
 def test_loss_falls_and_step_is_traced_once(tiny_config):
@@ -82,3 +83,58 @@ def test_evaluate_is_example_weighted_and_traced_once(tiny_config):
     np.testing.assert_allclose(float(got["accuracy"]), expected_acc, rtol=1e-6)
     evaluator.evaluate(make_eval_dataset(x, y, batch_size=7))
     assert evaluator.evaluate.experimental_get_tracing_count() == 1
+
+
+def _weights(model):
+    return [v.numpy() for v in model.variables]
+
+
+def test_train_loop_runs_many_steps_per_call_traced_once_and_equal_to_single_steps(tiny_config):
+    _, looped, trainer, iterator = _setup(tiny_config)
+    for num_steps in (3, 1, 5, 7):  # any count, one trace: the count is a tensor
+        assert int(trainer.train_loop(iterator, tf.constant(num_steps))) == num_steps
+    assert trainer.train_loop.experimental_get_tracing_count() == 1
+    assert int(trainer.step.numpy()) == 16 and int(trainer.optimizer.iterations.numpy()) == 16
+
+    _, stepped, single, iterator = _setup(tiny_config)
+    for _ in range(16):
+        single.train_step(iterator)
+    for a, b in zip(_weights(looped), _weights(stepped)):
+        np.testing.assert_array_equal(a, b)
+    assert single.read_metrics(reset=False) == trainer.read_metrics(reset=False)
+
+
+def test_xla_update_trains_like_the_plain_one(tiny_config):
+    config = tiny_config.replace({"model.dropout": 0.0})
+    _, plain, trainer, iterator = _setup(config)
+    _, compiled, jit_trainer, jit_iterator = _setup(config, jit_compile=True)
+    assert jit_trainer._update._jit_compile and not trainer._update._jit_compile
+    plain_losses = [float(trainer.train_step(iterator)) for _ in range(5)]
+    jit_losses = [float(jit_trainer.train_step(jit_iterator)) for _ in range(5)]
+    # XLA fuses differently, so not bit-identical; the same training within float tolerance.
+    np.testing.assert_allclose(jit_losses, plain_losses, rtol=1e-4)
+    for a, b in zip(_weights(compiled), _weights(plain)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    values = Evaluator(compiled, jit_compile=True).evaluate(
+        make_eval_dataset(*_setup(config)[0].splits["val"], batch_size=16))
+    assert np.isfinite(float(values["loss"]))
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_computes_in_half_and_keeps_float32_variables(tiny_config, precision,
+                                                                     tmp_path, quiet_display):
+    from looptrain.train.loop import train_and_evaluate
+
+    config = tiny_config.replace({"train.precision": precision, "train.max_steps": 20})
+    result = train_and_evaluate(config, tmp_path / "run", display=quiet_display)
+    assert result.step == 20 and result.best_value > 0.1  # it learns: chance is 0.1
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    weights = {n: tf.train.load_variable(ckpt, n) for n, _ in tf.train.list_variables(ckpt)
+               if n.startswith("model/") and n.endswith("VARIABLE_VALUE")}
+    assert weights and all(w.dtype == np.float32 and np.isfinite(w).all() for w in weights.values())
+    if precision == "mixed_float16":  # the loss-scale optimizer's state is checkpointed
+        assert any("dynamic_scale" in n for n, _ in tf.train.list_variables(ckpt))
+    keras.config.set_dtype_policy("float32")
+    resumed = train_and_evaluate(config.replace({"train.max_steps": 25}), tmp_path / "run",
+                                 resume=True, display=quiet_display)
+    assert resumed.steps_run == 5

@@ -22,6 +22,9 @@ class TextRNN(keras.Model):
     """Stacked recurrent text classifier returning logits `[batch, num_classes]`."""
 
     CONFIG_FIELDS = ("embedding_dim", "hidden_dim", "dropout", "rnn_cell", "num_layers")
+    # train.jit_compile = "auto" leaves XLA off: masked recurrences compile to a slow while loop on
+    # CPU, and bucketed batches would recompile for every length.
+    jit_compile_default = False
 
     def __init__(self, *, vocab_size: int, num_classes: int, embedding_dim: int, hidden_dim: int,
                  dropout: float, rnn_cell: str, num_layers: int, **kwargs):

@@ -41,7 +41,7 @@ class TrainResult:
     best_value: float  # best validation accuracy (-inf if never evaluated)
     best_step: int
     stop_reason: str  # "epochs", "max_steps", "early_stopping" or "already_done"
-    train_seconds: float  # time inside train steps only
+    train_seconds: float  # time inside the compiled training calls only
     examples_per_second: float  # training throughput of this call
 
 
@@ -91,12 +91,13 @@ def _set_up_and_train(config, run, corpus, resume, display, signals) -> TrainRes
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
-    model = create_model(config.model, vocab_size=len(corpus.vocab), num_classes=len(corpus.labels))
-    build_model(model, config.data.seq_length)
+    model = _create_model(config, len(corpus.vocab), len(corpus.labels))
     optimizer = make_optimizer(learning_rate=config.train.learning_rate,
-                               clip_norm=config.train.clip_norm)
+                               clip_norm=config.train.clip_norm, precision=config.train.precision)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    trainer = Trainer(model, optimizer, step_var)  # builds the optimizer slots before any restore
+    # The trainer builds the optimizer slots before any restore.
+    trainer = Trainer(model, optimizer, step_var, jit_compile=use_jit(config, model),
+                      stop_on_nonfinite=config.train.on_nan == "stop")
     early = EarlyStopping(config.train.patience)
     checkpoints = Checkpoints(
         run.path, model=model, optimizer=optimizer, step=step_var,
@@ -123,6 +124,26 @@ def _set_up_and_train(config, run, corpus, resume, display, signals) -> TrainRes
         display.log(f"started {run.path}: {config.model.name} on {config.data.data_dir}, "
                     f"{len(corpus.splits['train'][1])} training examples ({_versions()})")
     return _Loop(config, run, corpus, trainer, early, checkpoints, display, signals).run_to_end()
+
+
+def _create_model(config: Config, vocab_size: int, num_classes: int) -> keras.Model:
+    """The configured model, built, its layers computing in `train.precision`."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.train.precision)  # layers take the policy when created
+    try:
+        model = create_model(config.model, vocab_size=vocab_size, num_classes=num_classes)
+        return build_model(model, config.data.seq_length)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def use_jit(config: Config, model: keras.Model) -> bool:
+    """Resolves `train.jit_compile`: "auto" compiles with XLA unless the model opts out
+    (`jit_compile_default = False`, e.g. recurrent layers) or length bucketing varies the shapes
+    (XLA compiles once per distinct input shape)."""
+    if config.train.jit_compile != "auto":
+        return config.train.jit_compile == "on"
+    return getattr(model, "jit_compile_default", True) and not config.data.bucket_window
 
 
 def _remove_if_unused(path: Path) -> None:
@@ -154,7 +175,7 @@ class _Loop:
         self.bucket_window = config.data.bucket_window
         self.val_dataset = make_eval_dataset(*corpus.splits["val"], batch_size=self.t.batch_size,
                                              by_length=bool(self.bucket_window))
-        self.evaluator = Evaluator(trainer.model)
+        self.evaluator = Evaluator(trainer.model, jit_compile=use_jit(config, trainer.model))
         self.writer = SummaryWriter(run.logs)
         self.train_values: dict[str, float] = {}
 
@@ -177,10 +198,10 @@ class _Loop:
                 if self.signals.requested:
                     self._stop_on_signal(step)
                 began = time.perf_counter()
-                loss = self.trainer.train_step(iterator)
+                self.trainer.train_loop(iterator, tf.constant(self._steps_to_next_event(step)))
                 train_seconds += time.perf_counter() - began
-                step += 1
-                self._check_finite(step, loss)
+                before, step = step, int(self.trainer.step.numpy())
+                self._check_finite(before, step)
                 self._log_train(step)
                 if step >= self.total:
                     stop_reason = "max_steps" if t.max_steps and step >= t.max_steps else "epochs"
@@ -199,6 +220,14 @@ class _Loop:
             f"{float(self.early.best_value.numpy()):.4f} at step {int(self.early.best_step.numpy())}")
         return self._result(step, start, stop_reason, train_seconds)
 
+    def _steps_to_next_event(self, step: int) -> int:
+        """Steps until the next log, evaluation, checkpoint or the end, at most `steps_per_loop`:
+        one compiled call runs up to an event, never past it, so every cadence stays exact."""
+        t = self.t
+        following = min((step // every + 1) * every
+                        for every in (t.log_every, t.eval_every, t.checkpoint_every))
+        return min(following, self.total, step + t.steps_per_loop) - step
+
     def _stop_on_signal(self, step: int) -> None:
         """Checkpoints the state after the last finished step and raises `Stopped`."""
         path = self.checkpoints.manager.latest_checkpoint
@@ -210,18 +239,22 @@ class _Loop:
         self.display.log(message)
         raise Stopped(message, self.signals.requested)
 
-    def _check_finite(self, step: int, loss) -> None:
-        """Stops (train.on_nan = stop) or reports a skipped batch (skip) after a non-finite step."""
+    def _check_finite(self, before: int, step: int) -> None:
+        """Stops (train.on_nan = stop) or reports skipped batches (skip) after non-finite steps."""
         nonfinite = int(self.trainer.nonfinite_steps.numpy())
         if nonfinite == self.nonfinite:
             return
-        self.nonfinite = nonfinite
+        count, self.nonfinite = nonfinite - self.nonfinite, nonfinite
+        last = {k: v.numpy() for k, v in self.trainer.last_nonfinite.items()}
+        what = f"non-finite loss or gradient (loss {float(last['loss'])})"
         if self.t.on_nan == "skip":
-            self.display.log(f"step {step}: non-finite loss or gradient (loss {float(loss)}); batch "
-                             f"skipped ({nonfinite} so far)")
+            where = (f"step {last['step']}: {what}; batch skipped" if count == 1 else
+                     f"steps {before + 1}-{step}: {count} batches skipped, the last at step "
+                     f"{last['step']} with {what}")
+            self.display.log(f"{where} ({nonfinite} so far)")
             return
-        message = (f"step {step}: non-finite loss or gradient (loss {float(loss)}); training stopped "
-                   f"and nothing was saved after step {self.saved_step}; the last good checkpoint is "
+        message = (f"step {last['step']}: {what}; training stopped and nothing was saved after step "
+                   f"{self.saved_step}; the last good checkpoint is "
                    f"{self.checkpoints.manager.latest_checkpoint}. Start a new run with a lower "
                    f"train.learning_rate or a train.clip_norm, or continue this one with --resume "
                    f"--on-nan skip")
