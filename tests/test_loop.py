@@ -194,3 +194,18 @@ def test_textrnn_trains_and_resumes_through_the_same_loop(tiny_config, tmp_path,
     assert [n for n in names if n.startswith("model/rnn_")] == [
         f"model/rnn_{i}/cell/{w}/.ATTRIBUTES/VARIABLE_VALUE"
         for i in (0, 1) for w in ("bias", "kernel", "recurrent_kernel")]
+
+
+def test_steps_per_loop_changes_no_cadence_and_no_result(tiny_config, tmp_path, quiet_display):
+    runs = {}
+    for steps_per_loop in (3, 100):  # calls of 3,2,3,2... steps vs. calls ending at each event
+        run = tmp_path / f"spl{steps_per_loop}"
+        train_and_evaluate(tiny_config.replace({"train.steps_per_loop": steps_per_loop}), run,
+                           display=quiet_display)
+        runs[steps_per_loop] = run
+    scalars = read_scalars(runs[3] / "logs")
+    assert [s for s, _ in scalars["train/loss"]] == list(range(5, 61, 5))
+    assert [s for s, _ in scalars["val/accuracy"]] == [20, 40, 60]
+    assert scalars == read_scalars(runs[100] / "logs")
+    assert_same_variables(tf.train.latest_checkpoint(str(runs[3] / "checkpoints")),
+                          tf.train.latest_checkpoint(str(runs[100] / "checkpoints")))
