@@ -1,0 +1,56 @@
+"""Throughput benchmark: `python scripts/bench.py [--workloads textcnn,mlp] [--quick] [--set k=v]`.
+
+Prints a table and, as the last line, one JSON object `{"workloads": {name: {...}}}`. See
+`looptrain.bench` for what is measured and how.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+
+from looptrain import config as config_lib  # noqa: E402
+
+# Workload: config file, and (warm-up, window, repeats) in steps; windows are whole compiled calls.
+WORKLOADS = {
+    "textcnn": ("configs/textcnn.toml", (20, 30, 5)),
+    "mlp": ("configs/mlp.toml", (1000, 2000, 5)),
+}
+QUICK = (10, 10, 2)  # a smoke run (the test suite's), not a measurement
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated names")
+    parser.add_argument("--quick", action="store_true", help="tiny widths and few steps (smoke test)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config key in every workload (e.g. train.jit_compile=off)")
+    args = parser.parse_args(argv)
+    from looptrain.bench import Plan, bench_workload, report
+
+    results = {}
+    for name in args.workloads.split(","):
+        if name not in WORKLOADS:
+            parser.error(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)})")
+        path, plan = WORKLOADS[name]
+        config = config_lib.load_toml(ROOT / path)
+        if args.quick:
+            config, plan = config.replace(_quick_overrides(name)), QUICK
+        config = config.replace(config_lib.parse_set(args.set), source="--set")
+        results[name] = bench_workload(config, Plan(*plan))
+    report(results)
+    print(json.dumps({"workloads": results}))
+    return 0
+
+
+def _quick_overrides(name: str) -> dict:
+    small = {"train.log_every": 5, "train.steps_per_loop": 5, "train.batch_size": 8}
+    return {**small, "data.seq_length": 64, "model.num_filters": 8} if name == "textcnn" else small
+
+
+if __name__ == "__main__":
+    sys.exit(main())
