@@ -61,6 +61,8 @@ class TrainConfig:
     clip_norm: float = _field(0.0, low=0.0, doc="global-norm gradient clipping; 0 = off")
     keep_checkpoints: int = _field(5, low=1, doc="how many recent checkpoints to keep")
     seed: int = _field(42, low=0, doc="seed for weights, dropout and data shuffling")
+    histogram_every: int = _field(
+        100, low=0, doc="write weight and gradient histograms every N steps; 0 = off")
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def load_json(path: str | Path) -> Config:
 RESUMABLE_KEYS = frozenset({
     "data.data_dir", "train.num_epochs", "train.max_steps", "train.eval_every",
     "train.checkpoint_every", "train.log_every", "train.patience", "train.keep_checkpoints",
+    "train.histogram_every",
 })
 
 

@@ -24,6 +24,7 @@ from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_eval_dataset, make_train_dataset, steps_per_epoch
 from looptrain.models import build_model, create_model, get_model_class
 from looptrain.run import RunDir
+from looptrain.train import inspect
 from looptrain.train.checkpoint import Checkpoints, EarlyStopping
 from looptrain.train.progress import Display
 from looptrain.train.step import Evaluator, Trainer, make_optimizer
@@ -107,7 +108,7 @@ class _Loop:
     """The state of one `train_and_evaluate` call between set-up and the result."""
 
     def __init__(self, config, run, corpus, trainer, early, checkpoints, display):
-        self.t = config.train
+        self.config, self.t = config, config.train
         self.run, self.trainer, self.early = run, trainer, early
         self.checkpoints, self.display = checkpoints, display
         self.x_train, self.y_train = corpus.splits["train"]
@@ -119,6 +120,8 @@ class _Loop:
         self.evaluator = Evaluator(trainer.model)
         self.writer = SummaryWriter(run.logs)
         self.train_values: dict[str, float] = {}
+        self.probe = inspect.make_histogram_probe(trainer.model, self.x_train, self.y_train,
+                                                  self.t.batch_size) if self.t.histogram_every else None
 
     def run_to_end(self) -> TrainResult:
         """Trains until the epochs or `max_steps` are done or early stopping triggers."""
@@ -130,6 +133,7 @@ class _Loop:
             return self._result(step, start, "already_done", 0.0)
         iterator = iter(make_train_dataset(self.x_train, self.y_train, batch_size=t.batch_size,
                                            seed=t.seed, num_epochs=t.num_epochs, start_step=step))
+        self._inspect_start(step)
         self.display.start(step=step, total=self.total, steps_per_epoch=self.per_epoch,
                            num_epochs=t.num_epochs)
         stop_reason, train_seconds = None, 0.0
@@ -140,6 +144,8 @@ class _Loop:
                 train_seconds += time.perf_counter() - began
                 step += 1
                 self._log_train(step)
+                if self.probe and step % t.histogram_every == 0:
+                    self.probe.write(self.writer, step)
                 if step >= self.total:
                     stop_reason = "max_steps" if t.max_steps and step >= t.max_steps else "epochs"
                 if step % t.eval_every == 0 or stop_reason:
@@ -155,6 +161,13 @@ class _Loop:
             f"stopped at step {step} ({stop_reason.replace('_', ' ')}); best val accuracy "
             f"{float(self.early.best_value.numpy()):.4f} at step {int(self.early.best_step.numpy())}")
         return self._result(step, start, stop_reason, train_seconds)
+
+    def _inspect_start(self, step: int) -> None:
+        """Model summary on the terminal; config text, graph and hparams into TensorBoard."""
+        model = self.trainer.model
+        self.display.console.print(inspect.parameter_table(model, f"model {self.config.model.name}"))
+        self.display.log(f"model {self.config.model.name}: {model.count_params():,} parameters")
+        inspect.write_run_start(self.writer, self.config, model, step=step, trial_id=self.run.path.name)
 
     def _log_train(self, step: int) -> None:
         """Every `log_every` steps (and at the end): interval metrics to TensorBoard and display."""
@@ -174,6 +187,7 @@ class _Loop:
         self.writer.scalars(step, {f"val/{k}": v for k, v in values.items()})
         self.writer.flush()
         improved = self.early.update(step, values["accuracy"])
+        self.writer.scalars(step, {"val/best_accuracy": float(self.early.best_value.numpy())})
         if improved:
             self.checkpoints.save_best(
                 step, {"val_accuracy": values["accuracy"], "val_loss": values["loss"]})
