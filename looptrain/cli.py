@@ -107,13 +107,19 @@ def evaluate_parser() -> argparse.ArgumentParser:
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
-    from looptrain.evaluate import evaluate_run
+    from rich.console import Console
+
+    from looptrain.evaluate import evaluate_run, save_report
+    from looptrain.report import rich_tables, summary_line
 
     result = evaluate_run(args.run_dir, checkpoint=args.checkpoint, split=args.split,
                           data_dir=args.data_dir)
-    print(f"{args.split} loss {result.loss:.4f}  accuracy {result.accuracy:.4f}  "
-          f"({result.num_examples} examples, checkpoint {result.checkpoint}, "
-          f"time used {result.seconds:.1f}s)")
+    paths = save_report(args.run_dir, result)
+    console = Console(highlight=False)
+    for table in rich_tables(result.report()):
+        console.print(table)
+    console.print(summary_line(result.report()), soft_wrap=True)
+    console.print(f"report: {paths['json']}, {paths['text']}, {paths['image']}", soft_wrap=True)
     return 0
 
 
