@@ -102,7 +102,7 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "best", split: str = 
 def report_paths(run_dir: str | Path, split: str) -> dict[str, Path]:
     """Where `save_report` writes: `RUN/eval/report.json` etc.; a `val` report gets `.val` names."""
     suffix = "" if split == "test" else f".{split}"
-    eval_dir = RunDir(run_dir).path / "eval"
+    eval_dir = RunDir(run_dir).eval
     return {"json": eval_dir / f"report{suffix}.json", "text": eval_dir / f"report{suffix}.txt",
             "image": eval_dir / f"confusion_matrix{suffix}.png"}
 

@@ -10,6 +10,8 @@ legend travels as text next to the image (TensorBoard text summary, report.txt, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from looptrain import bitmap_font
@@ -64,54 +66,84 @@ def confusion_matrix_image(confusion: np.ndarray, labels: list[str], *, title: s
         scale: pixels per font pixel; 2 keeps counts legible when TensorBoard shrinks the image.
     """
     confusion = np.asarray(confusion, dtype=np.int64)
-    n = len(labels)
     names, named = axis_names(labels)
     title = "".join(c if bitmap_font.can_render(c) else "?" for c in title)
     subtitle = "rows: true label   columns: predicted label   shade: share of the row"
     note = ("" if named else
             "labels are numbered in labels.txt order from 0; the names are in the report text")
-    s, pad = scale, _PAD * scale
-    line_h, digit_w = bitmap_font.text_size("0", s)
-    cell = max(22 * s, len(str(int(confusion.max(initial=0)))) * bitmap_font.ADVANCE * s + 6 * s)
-    name_w = max(bitmap_font.text_size(name, s)[1] for name in names)
-    rotate_columns = name_w > cell - 2 * s
-    column_h = name_w if rotate_columns else line_h
-
-    top = pad + 2 * line_h + pad + pad // 2
-    left = pad + line_h + pad + name_w + pad
-    bottom = top + n * cell + pad + column_h + pad + line_h + (pad + line_h if note else 0) + pad
-    texts_w = max(bitmap_font.text_size(t, s)[1] for t in (title, subtitle, note))
-    width = max(left + n * cell + pad, texts_w + 2 * pad)
-    canvas = _Canvas(bottom, width, s)
-
+    layout = _Layout.of(confusion, names, (title, subtitle, note), scale)
+    canvas = _Canvas(layout.height, layout.width, scale)
+    pad, line_h = layout.pad, layout.line_h
     canvas.text(title, pad, pad)
     canvas.text(subtitle, pad + line_h + pad // 2, pad)
-    _cells(canvas, confusion, top, left, cell)
-    for i, name in enumerate(names):
-        h, w = canvas.size(name)
-        canvas.text(name, top + i * cell + (cell - h) // 2 + s, left - pad - w)  # right-aligned
-        if rotate_columns:  # reads upwards, ending at the matrix
-            canvas.text(name, top + n * cell + pad, left + _center(i, cell) - h // 2, rotate=True)
-        else:
-            canvas.text(name, top + n * cell + pad, left + _center(i, cell) - w // 2)
-    axis_y = top + n * cell + pad + column_h + pad
-    x_title = "predicted label"
-    canvas.text(x_title, axis_y, left + (n * cell - canvas.size(x_title)[1]) // 2)
-    y_title = "true label"
-    canvas.text(y_title, top + (n * cell - canvas.size(y_title)[1]) // 2, pad, rotate=True)
+    _cells(canvas, confusion, layout)
+    _axes(canvas, names, layout)
     if note:
-        canvas.text(note, axis_y + line_h + pad, pad)
+        canvas.text(note, layout.axis_title_y + line_h + pad, pad)
     return canvas.pixels
 
 
-def _center(j: int, cell: int) -> int:
-    """Horizontal centre of column `j` relative to the matrix's left edge."""
-    return j * cell + cell // 2
+@dataclass(frozen=True)
+class _Layout:
+    """Pixel geometry of the image: matrix at (top, left), cells of `cell` pixels."""
+
+    n: int
+    scale: int
+    pad: int
+    line_h: int
+    cell: int
+    name_w: int
+    rotate_columns: bool  # column names too wide for a cell are drawn reading upwards
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @classmethod
+    def of(cls, confusion: np.ndarray, names: list[str], texts: tuple[str, ...], s: int) -> "_Layout":
+        n, pad = len(names), _PAD * s
+        line_h = bitmap_font.text_size("0", s)[0]
+        digits = len(str(int(confusion.max(initial=0))))
+        cell = max(22 * s, digits * bitmap_font.ADVANCE * s + 6 * s)  # the largest count fits
+        name_w = max(bitmap_font.text_size(name, s)[1] for name in names)
+        rotate = name_w > cell - 2 * s
+        column_h = name_w if rotate else line_h
+        top = pad + 2 * line_h + pad + pad // 2
+        left = pad + line_h + pad + name_w + pad
+        note_h = pad + line_h if texts[-1] else 0
+        height = top + n * cell + pad + column_h + pad + line_h + note_h + pad
+        texts_w = max(bitmap_font.text_size(t, s)[1] for t in texts)
+        width = max(left + n * cell + pad, texts_w + 2 * pad)
+        return cls(n, s, pad, line_h, cell, name_w, rotate, top, left, height, width)
+
+    @property
+    def axis_title_y(self) -> int:
+        column_h = self.name_w if self.rotate_columns else self.line_h
+        return self.top + self.n * self.cell + self.pad + column_h + self.pad
 
 
-def _cells(canvas: _Canvas, confusion: np.ndarray, top: int, left: int, cell: int) -> None:
+def _axes(canvas: _Canvas, names: list[str], lay: _Layout) -> None:
+    """Row names right-aligned at the left, column names below, and the two axis titles."""
+    bottom = lay.top + lay.n * lay.cell
+    for i, name in enumerate(names):
+        h, w = canvas.size(name)
+        # + scale: the glyphs' two descender rows are mostly empty, so centre the 7 upper rows.
+        canvas.text(name, lay.top + i * lay.cell + (lay.cell - h) // 2 + lay.scale,
+                    lay.left - lay.pad - w)
+        center = lay.left + i * lay.cell + lay.cell // 2
+        if lay.rotate_columns:  # reads upwards, ending at the matrix
+            canvas.text(name, bottom + lay.pad, center - h // 2, rotate=True)
+        else:
+            canvas.text(name, bottom + lay.pad, center - w // 2)
+    x_title, y_title = "predicted label", "true label"
+    canvas.text(x_title, lay.axis_title_y, lay.left + (lay.n * lay.cell - canvas.size(x_title)[1]) // 2)
+    canvas.text(y_title, lay.top + (lay.n * lay.cell - canvas.size(y_title)[1]) // 2, lay.pad,
+                rotate=True)
+
+
+def _cells(canvas: _Canvas, confusion: np.ndarray, lay: _Layout) -> None:
     """Shaded cells with their counts, a one-pixel white gap between cells, a grey frame."""
-    n = len(confusion)
+    n, cell, top, left = lay.n, lay.cell, lay.top, lay.left
     rows = confusion.sum(axis=1, keepdims=True)
     fraction = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
     colors = _shade(fraction).astype(np.uint8)
@@ -125,4 +157,4 @@ def _cells(canvas: _Canvas, confusion: np.ndarray, top: int, left: int, cell: in
             count = str(int(confusion[i, j]))
             color = _FAINT if count == "0" else (_WHITE if fraction[i, j] > 0.5 else _INK)
             h, w = canvas.size(count)
-            canvas.text(count, y + (cell - h) // 2 + canvas.scale, x + (cell - w) // 2, color)
+            canvas.text(count, y + (cell - h) // 2 + lay.scale, x + (cell - w) // 2, color)

@@ -7,7 +7,9 @@
     RUN/train.log       time-stamped log lines of every session of the run (start, evals, stops)
     RUN/checkpoints/    ckpt-<step>.* and the `checkpoint` index (latest few)
     RUN/best/           best-<step>.* weights of the best validation accuracy, best.json
-    RUN/logs/train|val  TensorBoard event files
+    RUN/logs/train|val  TensorBoard event files (RUN/logs itself: the hparams record; logs/test:
+                        evaluation summaries)
+    RUN/eval/           report.json, report.txt, confusion_matrix.png of the last evaluation
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.best = self.path / "best"
         self.logs = self.path / "logs"
+        self.eval = self.path / "eval"
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoints / "checkpoint").is_file()
