@@ -150,6 +150,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     elif args.file and args.file != "-":
         texts = predict.texts_from_file(args.file)
     else:
+        if sys.stdin.isatty():
+            print("reading texts from standard input, one per line; end with Ctrl-D", file=sys.stderr)
         texts = predict.texts_from_bytes(sys.stdin.buffer.read(), "<stdin>")
     predictor = predict.Predictor.from_run(args.run_dir, checkpoint=args.checkpoint)
     if args.top_k is not None and args.top_k > len(predictor.labels):

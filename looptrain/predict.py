@@ -54,13 +54,16 @@ def texts_from_bytes(raw: bytes, name: str) -> Texts:
     """Texts from a file's or standard input's bytes, one per line (see the module docstring).
 
     Raises:
-        UserError: invalid UTF-8 or an empty line, naming `name` and the line number.
+        UserError: no lines at all, or invalid UTF-8 or an empty line (naming `name` and the line).
     """
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the newline that ends the last line
+    if not lines:
+        raise UserError(f"{name}: no texts; give TEXT arguments, --file F, or one text per line on "
+                        f"standard input")
     texts = []
     for number, line in enumerate(lines, start=1):
         try:

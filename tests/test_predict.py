@@ -83,6 +83,7 @@ def test_a_text_without_known_characters_gets_a_defined_answer(trained_run, labe
     (b"a\n\nb\n", [], "{file}:2: empty text; give one non-empty text per line"),
     (b"a\n \t\n", [], "{file}:2: empty text"),
     (b"a\n\xff\n", [], "{file}:2: not valid UTF-8"),
+    (b"", [], "{file}: no texts; give TEXT arguments, --file F, or one text per line"),
     (None, ["text", ""], "argument 2: empty text"),
     (None, ["--top-k", "0", "x"], "--top-k must be at least 1, got 0"),
     (None, ["--top-k", "11", "x"], "--top-k 11: this run has only 10 labels"),
