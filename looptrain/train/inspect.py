@@ -57,9 +57,12 @@ def flat_config(config: Config) -> dict[str, object]:
             for key, value in values.items()}
 
 
-def write_run_start(writer: SummaryWriter, config: Config, model: keras.Model, *, step: int,
-                    trial_id: str) -> None:
-    """Config text at `step`; at a run's start (step 0) also the model graph and the hparams."""
+def write_run_start(writer: SummaryWriter, config: Config, model: keras.Model, *, step: int) -> None:
+    """Config text at `step`; at a run's start (step 0) also the model graph and the hparams.
+
+    The hparams trial id is left to TensorBoard (a hash of the values): runs with identical configs
+    form one session group in the HParams dashboard, which is what a repeated run is.
+    """
     writer.text(step, "train/config", config_markdown(config))
     if step:
         return
@@ -71,7 +74,7 @@ def write_run_start(writer: SummaryWriter, config: Config, model: keras.Model, *
     with writer.as_default(""):
         hp.hparams_config(hparams=[hp.HParam(key) for key in values],
                           metrics=[hp.Metric(tag, group=group) for tag, group in HPARAM_METRICS])
-        hp.hparams(values, trial_id=trial_id)
+        hp.hparams(values)
     writer.flush()
 
 

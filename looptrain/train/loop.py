@@ -167,7 +167,7 @@ class _Loop:
         model = self.trainer.model
         self.display.console.print(inspect.parameter_table(model, f"model {self.config.model.name}"))
         self.display.log(f"model {self.config.model.name}: {model.count_params():,} parameters")
-        inspect.write_run_start(self.writer, self.config, model, step=step, trial_id=self.run.path.name)
+        inspect.write_run_start(self.writer, self.config, model, step=step)
 
     def _log_train(self, step: int) -> None:
         """Every `log_every` steps (and at the end): interval metrics to TensorBoard and display."""
