@@ -2,13 +2,11 @@
 
 import io
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from looptrain.cli import predict_main, run_main
 from looptrain.data.text import read_examples
 from looptrain.evaluate import evaluate_run
@@ -110,14 +108,3 @@ def test_predictions_on_the_test_split_reproduce_the_evaluation(trained_run, tes
     predicted = [p.label for p in predictor.predict(test_split.texts)]
     accuracy = np.mean([p == t for p, t in zip(predicted, test_split.labels)])
     assert accuracy == evaluate_run(trained_run).accuracy
-
-
-def test_the_script_reads_standard_input(trained_run, test_split, labels):
-    texts = test_split.texts[:5]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "predict.py"), "--run-dir", str(trained_run)],
-        input="\n".join(texts).encode(), capture_output=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr.decode()
-    lines = proc.stdout.decode().splitlines()
-    assert len(lines) == 5 and all(line in labels for line in lines)
-    assert lines == [p.label for p in Predictor.from_run(trained_run).predict(texts)]
