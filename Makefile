@@ -12,7 +12,7 @@ ARGS   ?=
 # The stamp makes `make setup` a no-op once the venv matches pyproject.toml and the TF choice.
 STAMP  := $(VENV)/.installed-$(TF)
 
-.PHONY: setup train resume eval tensorboard test clean distclean
+.PHONY: setup train resume eval predict export tensorboard test clean distclean
 
 setup: $(STAMP)
 
@@ -27,8 +27,16 @@ train: setup  ## train CONFIG into runs/RUN (default: reference TextCNN on the e
 resume: setup  ## continue runs/RUN from its latest checkpoint
 	$(PY) scripts/train.py --run-dir runs/$(RUN) --resume $(ARGS)
 
-eval: setup  ## test loss/accuracy of runs/RUN's best checkpoint
+eval: setup  ## classification report of runs/RUN's best checkpoint on the test split
 	$(PY) scripts/evaluate.py --run-dir runs/$(RUN) $(ARGS)
+
+# TEXT reaches the recipe through the environment (make exports command-line variables), so
+# quotes inside it survive; without TEXT the script reads standard input.
+predict: setup  ## labels of TEXT (or of standard input) with runs/RUN's best checkpoint
+	$(PY) scripts/predict.py --run-dir runs/$(RUN) $${TEXT:+"$$TEXT"} $(ARGS)
+
+export: setup  ## SavedModel of runs/RUN on raw strings into OUT (default runs/RUN/export)
+	$(PY) scripts/export.py --run-dir runs/$(RUN) --out $(or $(OUT),runs/$(RUN)/export) $(ARGS)
 
 tensorboard: setup  ## TensorBoard over every run under runs/
 	$(VENV)/bin/tensorboard --logdir runs

@@ -115,13 +115,83 @@ def evaluate_parser() -> argparse.ArgumentParser:
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
-    from looptrain.evaluate import evaluate_run
+    from rich.console import Console
+
+    from looptrain.evaluate import evaluate_run, save_report
+    from looptrain.report import rich_tables, summary_line
 
     result = evaluate_run(args.run_dir, checkpoint=args.checkpoint, split=args.split,
                           data_dir=args.data_dir)
-    print(f"{args.split} loss {result.loss:.4f}  accuracy {result.accuracy:.4f}  "
-          f"({result.num_examples} examples, checkpoint {result.checkpoint}, "
-          f"time used {result.seconds:.1f}s)")
+    paths = save_report(args.run_dir, result)
+    console = Console(highlight=False)
+    for table in rich_tables(result.report()):
+        console.print(table)
+    console.print(summary_line(result.report()), soft_wrap=True)
+    console.print(f"report: {paths['json']}, {paths['text']}, {paths['image']}", soft_wrap=True)
+    return 0
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="predict.py", description="Predict the labels of texts with a trained run.")
+    p.add_argument("texts", nargs="*", metavar="TEXT",
+                   help="texts to classify; without any, --file or standard input (one per line)")
+    p.add_argument("--run-dir", required=True, help="run directory written by train.py")
+    p.add_argument("--file", help="read texts from this file, one per line ('-' = standard input)")
+    p.add_argument("--top-k", type=int, metavar="K", help="also print the K most probable labels")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line: text, label, probabilities, characters_used")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (default), latest, or a checkpoint path prefix")
+    return p
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    args = predict_parser().parse_args(argv)
+    if args.texts and args.file:
+        raise UserError("give texts as arguments or with --file, not both")
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    from looptrain import predict
+
+    if args.texts:
+        texts = predict.texts_from_arguments(args.texts)
+    elif args.file and args.file != "-":
+        texts = predict.texts_from_file(args.file)
+    else:
+        if sys.stdin.isatty():
+            print("reading texts from standard input, one per line; end with Ctrl-D", file=sys.stderr)
+        texts = predict.texts_from_bytes(sys.stdin.buffer.read(), "<stdin>")
+    predictor = predict.Predictor.from_run(args.run_dir, checkpoint=args.checkpoint)
+    if args.top_k is not None and args.top_k > len(predictor.labels):
+        raise UserError(f"--top-k {args.top_k}: this run has only {len(predictor.labels)} labels")
+    top_k = args.top_k if args.top_k or not args.json else None  # JSON without --top-k: all labels
+    for text, origin, prediction in zip(texts.texts, texts.origins,
+                                        predictor.predict(texts.texts, top_k=top_k)):
+        if prediction.characters_used == 0:
+            print(f"note: {origin}: no character of this text is in the vocabulary; its label is the "
+                  f"model's answer for an empty text", file=sys.stderr)
+        print(predict.format_prediction(text, prediction, top_k=args.top_k, as_json=args.json))
+    return 0
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="export.py",
+                description="Export a trained run as a SavedModel that classifies raw strings.")
+    p.add_argument("--run-dir", required=True, help="run directory written by train.py")
+    p.add_argument("--out", required=True, help="directory to create for the SavedModel")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (default), latest, or a checkpoint path prefix")
+    return p
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    args = export_parser().parse_args(argv)
+    from looptrain.export import export_run
+
+    out = export_run(args.run_dir, args.out, checkpoint=args.checkpoint)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"exported {args.run_dir} to {out} ({size / 1e6:.2f} MB): signature serving_default takes "
+          f"texts (tf.string [None]) and returns label and probabilities")
     return 0
 
 
@@ -133,3 +203,13 @@ def train_entry() -> None:
 def evaluate_entry() -> None:
     """Console script `looptrain-evaluate`."""
     sys.exit(run_main(evaluate_main))
+
+
+def predict_entry() -> None:
+    """Console script `looptrain-predict`."""
+    sys.exit(run_main(predict_main))
+
+
+def export_entry() -> None:
+    """Console script `looptrain-export`."""
+    sys.exit(run_main(export_main))

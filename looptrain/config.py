@@ -74,6 +74,8 @@ class TrainConfig:
                                   "length-bucketed input")
     precision: str = _field("float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
                             doc="layer compute dtype; variables, logits and loss stay float32")
+    histogram_every: int = _field(
+        100, low=0, doc="write weight and gradient histograms every N steps; 0 = off")
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,7 @@ RESUMABLE_KEYS = frozenset({
     "data.data_dir", "train.num_epochs", "train.max_steps", "train.eval_every",
     "train.checkpoint_every", "train.log_every", "train.patience", "train.keep_checkpoints",
     "train.on_nan", "train.deterministic", "train.steps_per_loop", "train.jit_compile",
+    "train.histogram_every",
 })
 
 

@@ -9,7 +9,9 @@
     RUN/best            -> best.<step>/: best-<step>.* weights of the best validation accuracy and
                         best.json (a symlink, swapped atomically when a better model is found)
     RUN/.lock           held (flock) by the trainer running on this directory
-    RUN/logs/train|val  TensorBoard event files
+    RUN/logs/train|val  TensorBoard event files (RUN/logs itself: the hparams record; logs/test:
+                        evaluation summaries)
+    RUN/eval/           report.json, report.txt, confusion_matrix.png of the last evaluation
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.best = self.path / "best"
         self.logs = self.path / "logs"
+        self.eval = self.path / "eval"
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoints / "checkpoint").is_file() or any(self.checkpoints.glob("ckpt-*.index"))

@@ -70,3 +70,22 @@ def assert_same_variables(checkpoint: str, reference: str) -> list[str]:
         np.testing.assert_array_equal(tf.train.load_variable(checkpoint, name),
                                       tf.train.load_variable(reference, name), err_msg=name)
     return names
+
+
+@pytest.fixture(scope="session")
+def trained_run(corpus_dir, tmp_path_factory) -> Path:
+    """One tiny run (60 steps, histograms every 20) shared by the evaluate/predict/export tests.
+
+    Tests must not change it; those that write into a run directory copy it first.
+    """
+    from rich.console import Console
+
+    from looptrain.train.loop import train_and_evaluate
+    from looptrain.train.progress import Display
+
+    config = config_lib.load_toml(ROOT / "configs" / "tiny.toml").replace(
+        {"data.data_dir": str(corpus_dir), "train.histogram_every": 20})
+    run = tmp_path_factory.mktemp("trained") / "run"
+    console = Console(file=open(os.devnull, "w"), force_terminal=False)
+    train_and_evaluate(config, run, display=Display(console))
+    return run

@@ -20,6 +20,8 @@ def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
     for path in sorted(logdir.rglob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != "scalars":
+                    continue  # config text, hparams, histograms
                 scalars.setdefault(value.tag, []).append(
                     (event.step, float(tf.make_ndarray(value.tensor))))
     return scalars

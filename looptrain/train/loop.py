@@ -25,6 +25,7 @@ from looptrain.data.pipeline import make_eval_dataset, make_train_dataset, steps
 from looptrain.errors import Stopped, TrainingDiverged
 from looptrain.models import build_model, create_model, get_model_class
 from looptrain.run import RunDir
+from looptrain.train import inspect
 from looptrain.train.checkpoint import Checkpoints, EarlyStopping
 from looptrain.train.progress import Display
 from looptrain.train.signals import StopSignals
@@ -162,7 +163,7 @@ class _Loop:
     """The state of one `train_and_evaluate` call between set-up and the result."""
 
     def __init__(self, config, run, corpus, trainer, early, checkpoints, display, signals):
-        self.t = config.train
+        self.config, self.t = config, config.train
         self.run, self.trainer, self.early = run, trainer, early
         self.checkpoints, self.display, self.signals = checkpoints, display, signals
         self.nonfinite = int(trainer.nonfinite_steps.numpy())
@@ -178,6 +179,8 @@ class _Loop:
         self.evaluator = Evaluator(trainer.model, jit_compile=use_jit(config, trainer.model))
         self.writer = SummaryWriter(run.logs)
         self.train_values: dict[str, float] = {}
+        self.probe = inspect.make_histogram_probe(trainer.model, self.x_train, self.y_train,
+                                                  self.t.batch_size) if self.t.histogram_every else None
 
     def run_to_end(self) -> TrainResult:
         """Trains until the epochs or `max_steps` are done or early stopping triggers."""
@@ -190,6 +193,7 @@ class _Loop:
         iterator = iter(make_train_dataset(self.x_train, self.y_train, batch_size=t.batch_size,
                                            seed=t.seed, num_epochs=t.num_epochs, start_step=step,
                                            bucket_window=self.bucket_window))
+        self._inspect_start(step)
         self.display.start(step=step, total=self.total, steps_per_epoch=self.per_epoch,
                            num_epochs=t.num_epochs)
         stop_reason, train_seconds = None, 0.0
@@ -203,6 +207,8 @@ class _Loop:
                 before, step = step, int(self.trainer.step.numpy())
                 self._check_finite(before, step)
                 self._log_train(step)
+                if self.probe and step % t.histogram_every == 0:
+                    self.probe.write(self.writer, step)
                 if step >= self.total:
                     stop_reason = "max_steps" if t.max_steps and step >= t.max_steps else "epochs"
                 if step % t.eval_every == 0 or stop_reason:
@@ -222,10 +228,12 @@ class _Loop:
 
     def _steps_to_next_event(self, step: int) -> int:
         """Steps until the next log, evaluation, checkpoint or the end, at most `steps_per_loop`:
-        one compiled call runs up to an event, never past it, so every cadence stays exact."""
+        one compiled call runs up to an event (histograms included), never past it, so every
+        cadence stays exact."""
         t = self.t
-        following = min((step // every + 1) * every
-                        for every in (t.log_every, t.eval_every, t.checkpoint_every))
+        events = [t.log_every, t.eval_every, t.checkpoint_every] + (
+            [t.histogram_every] if t.histogram_every else [])
+        following = min((step // every + 1) * every for every in events)
         return min(following, self.total, step + t.steps_per_loop) - step
 
     def _stop_on_signal(self, step: int) -> None:
@@ -262,6 +270,13 @@ class _Loop:
         self.display.log(message)
         raise TrainingDiverged(message)
 
+    def _inspect_start(self, step: int) -> None:
+        """Model summary on the terminal; config text, graph and hparams into TensorBoard."""
+        model = self.trainer.model
+        self.display.console.print(inspect.parameter_table(model, f"model {self.config.model.name}"))
+        self.display.log(f"model {self.config.model.name}: {model.count_params():,} parameters")
+        inspect.write_run_start(self.writer, self.config, model, step=step)
+
     def _log_train(self, step: int) -> None:
         """Every `log_every` steps (and at the end): interval metrics to TensorBoard and display."""
         if step % self.t.log_every and step != self.total:
@@ -281,6 +296,7 @@ class _Loop:
         self.writer.scalars(step, {f"val/{k}": v for k, v in values.items()})
         self.writer.flush()
         improved = self.early.update(step, values["accuracy"])
+        self.writer.scalars(step, {"val/best_accuracy": float(self.early.best_value.numpy())})
         if improved:
             self.checkpoints.save_best(
                 step, {"val_accuracy": values["accuracy"], "val_loss": values["loss"]})

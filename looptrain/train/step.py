@@ -141,9 +141,11 @@ class Evaluator:
         self.evaluate = tf.function(self._evaluate)
 
     def _batch_fn(self, x, y):
+        """Updates the metrics with one batch; returns its float32 logits (for subclasses)."""
         logits = tf.cast(self.model(x, training=False), tf.float32)
         self.metrics["loss"].update_state(_per_example_loss(y, logits))
         self.metrics["accuracy"].update_state(y, logits)
+        return logits
 
     def _evaluate(self, dataset):
         """Example-weighted loss and accuracy over a whole dataset, in one graph loop."""

@@ -2,6 +2,7 @@
 
 The loop hands over flat metric dicts keyed `split/name` (`train/loss`, `val/accuracy`); the split
 prefix picks the writer and the full key is the tag, so the loop never touches `tf.summary` itself.
+Text, images and histograms follow the same `split/name` convention.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -30,6 +32,30 @@ class SummaryWriter:
             split = key.partition("/")[0]
             with self._writer(split).as_default():
                 tf.summary.scalar(key, value, step=step)
+
+    def text(self, step: int, key: str, markdown: str) -> None:
+        """Writes Markdown text (TensorBoard's text dashboard) under the tag `key`."""
+        with self._writer(key.partition("/")[0]).as_default():
+            tf.summary.text(key, markdown, step=step)
+
+    def image(self, step: int, key: str, image: np.ndarray) -> None:
+        """Writes one uint8 `[height, width, 3]` image under the tag `key`."""
+        with self._writer(key.partition("/")[0]).as_default():
+            tf.summary.image(key, image[np.newaxis], step=step)
+
+    def histograms(self, step: int, values: dict[str, np.ndarray]) -> None:
+        """Writes a histogram of each `split/name: array` at `step`."""
+        for key, value in values.items():
+            with self._writer(key.partition("/")[0]).as_default():
+                tf.summary.histogram(key, value, step=step)
+
+    def as_default(self, split: str):
+        """A context in which `logdir/<split>` is the default `tf.summary` writer.
+
+        For summaries written with `tf.summary` or TensorBoard plugin APIs directly (the model
+        graph, hparams); `split=""` is `logdir` itself.
+        """
+        return self._writer(split).as_default()
 
     def flush(self) -> None:
         for writer in self._writers.values():

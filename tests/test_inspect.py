@@ -1,0 +1,119 @@
+"""TensorBoard inspection of training: graph, config text, hparams, histograms, model summary."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from rich.console import Console
+
+from looptrain.train.loop import train_and_evaluate
+from looptrain.train.progress import Display
+
+
+def read_events(logdir):
+    """{(tag, plugin): [(step, value)]} plus the number of graph_def events, from event files."""
+    values, graphs = {}, 0
+    for path in sorted(logdir.glob("events.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            graphs += bool(event.graph_def)
+            for value in event.summary.value:
+                key = (value.tag, value.metadata.plugin_data.plugin_name)
+                values.setdefault(key, []).append((event.step, value))
+    return values, graphs
+
+
+def test_training_writes_graph_config_hparams_and_histograms(trained_run):
+    train, graphs = read_events(trained_run / "logs" / "train")
+    assert graphs == 1
+    graph = tf.compat.v1.GraphDef()
+    for path in (trained_run / "logs" / "train").glob("events.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            if event.graph_def:
+                graph.ParseFromString(event.graph_def)
+    assert any(node.op == "Conv2D" for node in graph.node)  # the model's forward pass
+
+    (step, config_text), = train[("train/config", "text")]
+    assert step == 0 and "train.histogram_every" in tf.make_ndarray(config_text.tensor).item().decode()
+
+    weights = [tag for tag, plugin in train if plugin == "histograms" and "/weights/" in tag]
+    gradients = [tag for tag, plugin in train if plugin == "histograms" and "/gradients/" in tag]
+    assert len(weights) == len(gradients) == 7  # embedding, conv (2), fc (2), logits (2)
+    assert [s for s, _ in train[(weights[0], "histograms")]] == [20, 40, 60]
+    norms = train[("train/gradient_norm/global", "scalars")]
+    assert [s for s, _ in norms] == [20, 40, 60]
+    assert all(float(tf.make_ndarray(v.tensor)) > 0 for _, v in norms)
+
+    root, _ = read_events(trained_run / "logs")
+    (_, start), = root[("_hparams_/session_start_info", "hparams")]
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    data = plugin_data_pb2.HParamsPluginData.FromString(start.metadata.plugin_data.content)
+    hparams = data.session_start_info.hparams
+    assert hparams["model.embedding_dim"].number_value == 8
+    assert hparams["model.name"].string_value == "textcnn"
+    (_, experiment), = root[("_hparams_/experiment", "hparams")]
+    metrics = plugin_data_pb2.HParamsPluginData.FromString(
+        experiment.metadata.plugin_data.content).experiment.metric_infos
+    assert ("val/best_accuracy", "val") in [(m.name.tag, m.name.group) for m in metrics]
+
+    val, _ = read_events(trained_run / "logs" / "val")
+    accuracy = [float(tf.make_ndarray(v.tensor)) for _, v in val[("val/accuracy", "scalars")]]
+    best = [float(tf.make_ndarray(v.tensor)) for _, v in val[("val/best_accuracy", "scalars")]]
+    assert best == list(np.maximum.accumulate(accuracy))
+
+
+def test_histograms_off_change_nothing_else_and_the_summary_counts_parameters(
+        trained_run, tiny_config, tmp_path):
+    out = io.StringIO()
+    run = tmp_path / "run"
+    # The shared run is this config with histograms every 20 steps.
+    train_and_evaluate(tiny_config, run, display=Display(Console(file=out, width=120)))
+    train, _ = read_events(run / "logs" / "train")
+    assert not [tag for tag, plugin in train if plugin == "histograms"]
+    assert not [tag for tag, _ in train if "gradient_norm" in tag]
+
+    # The gradient probe draws no random numbers and changes no weight: both runs end equal.
+    ours = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    shared = tf.train.latest_checkpoint(str(trained_run / "checkpoints"))
+    for name, _ in tf.train.list_variables(ours):
+        if name.startswith("model/") or name.startswith("random_state/"):
+            np.testing.assert_array_equal(tf.train.load_variable(ours, name),
+                                          tf.train.load_variable(shared, name), err_msg=name)
+
+    V = len((run / "vocab.txt").read_text(encoding="utf-8").split("\n")) - 1
+    m = tiny_config.model
+    E, F, k, H, C = m.embedding_dim, m.num_filters, m.kernel_size, m.hidden_dim, 10
+    total = V * E + (k * E * F + F) + (F * H + H) + (H * C + C)
+    text = out.getvalue()
+    assert f"{total:,} trainable" in text and f"model textcnn: {total:,} parameters" in text
+    assert f"{V * E:,}" in text and f"{k * E * F + F:,}" in text  # per-layer rows
+    assert f"model textcnn: {total:,} parameters" in (run / "train.log").read_text(encoding="utf-8")
+
+
+def test_gradient_probe_is_traced_once(trained_run):
+    from looptrain.train.inspect import make_histogram_probe
+    from looptrain.train.summaries import SummaryWriter
+    from looptrain.trained import load_trained
+
+    trained = load_trained(trained_run)
+    x = np.ones((5, trained.config.data.seq_length), np.int32)
+    probe = make_histogram_probe(trained.model, x, np.zeros(5, np.int32), batch_size=4)
+    writer = SummaryWriter(trained_run.parent / "probe-logs")
+    try:
+        probe.write(writer, 1)
+        probe.write(writer, 2)
+    finally:
+        writer.close()
+    assert probe.gradients.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (5, True), (-1, False)])
+def test_histogram_every_is_validated(tiny_config, value, ok):
+    from looptrain.errors import ConfigError
+
+    if ok:
+        assert tiny_config.replace({"train.histogram_every": value}).train.histogram_every == value
+    else:
+        with pytest.raises(ConfigError, match="'train.histogram_every' must be >= 0"):
+            tiny_config.replace({"train.histogram_every": value})
