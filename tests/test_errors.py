@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, snapshot, write_data
 
-from looptrain.cli import evaluate_main, run_main, train_main
+from looptrain.cli import evaluate_main, predict_main, run_main, train_main
 
 GOOD = "体育\t比赛进球\n财经\t股票基金\n"
 
@@ -28,6 +28,11 @@ def runs(tmp_path_factory, corpus_dir):
 
 def _data(tmp_path, **files):
     return ["--data-dir", str(write_data(tmp_path / "d", **files))]
+
+
+def _lines(tmp_path):
+    (tmp_path / "texts.txt").write_text("比赛进球\n股票基金\n\n芯片\n", encoding="utf-8")
+    return tmp_path / "texts.txt"
 
 
 def _train(tmp_path, *argv):
@@ -84,6 +89,16 @@ CASES = {
         lambda t, r: (evaluate_main, ["--run-dir", str(r / "empty")]),
         "{r}/empty: no best checkpoint in {r}/empty/best \\(no evaluation has finished yet; try "
         "--checkpoint latest\\)"),
+    "predict with a run directory that does not exist": (
+        lambda t, r: (predict_main, ["--run-dir", str(t / "missing"), "体育比赛"]),
+        "{t}/missing is not a looptrain run directory \\(no config.json\\)"),
+    "predict with a run that has no checkpoint": (
+        lambda t, r: (predict_main, ["--run-dir", str(r / "empty"), "体育比赛"]),
+        "{r}/empty: no best checkpoint in {r}/empty/best \\(no evaluation has finished yet; try "
+        "--checkpoint latest\\)"),
+    "an empty line given to predict": (
+        lambda t, r: (predict_main, ["--run-dir", str(r / "run"), "--file", str(_lines(t))]),
+        "{t}/texts.txt:3: empty text; give one non-empty text per line"),
     "evaluate a checkpoint of a different model": (
         lambda t, r: (evaluate_main, ["--run-dir", str(r / "run"), "--checkpoint",
                                       str(r / "other" / "checkpoints" / "ckpt-5")]),
