@@ -66,8 +66,8 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "best", split: str = 
     corpus = load_corpus(data_dir or config.data.data_dir, seq_length=config.data.seq_length,
                          vocab_size=config.data.vocab_size, vocab=vocab, labels=labels,
                          splits=(split,))
-    model = build_model(create_model(config.model, vocab_size=len(vocab), num_classes=len(labels)),
-                        config.data.seq_length)
+    model = build_model(create_model(config.model, vocab_size=corpus.vocab_size, num_classes=len(labels),
+                                     data_kind=corpus.kind), corpus.example_shape, corpus.dtype)
     restore_model(model, path)
     x, y = corpus.splits[split]
     values = Evaluator(model).evaluate(make_eval_dataset(x, y, batch_size=config.train.batch_size))
