@@ -25,7 +25,9 @@ from looptrain.data.pipeline import make_eval_dataset, make_train_dataset, steps
 from looptrain.models import build_model, create_model, get_model_class
 from looptrain.run import RunDir
 from looptrain.train.checkpoint import Checkpoints, EarlyStopping
+from looptrain.train.losses import class_weights, make_loss_fn
 from looptrain.train.progress import Display
+from looptrain.train.schedules import make_learning_rate
 from looptrain.train.step import Evaluator, Trainer, make_optimizer
 from looptrain.train.summaries import SummaryWriter
 
@@ -64,19 +66,24 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
     run = RunDir(run_dir)
     run.check_resumable() if resume else run.check_new()
     get_model_class(config.model.name)  # an unknown model fails before any data is read
-    config = config.replace({"data.data_dir": str(resolve_data_dir(config.data.data_dir))})
+    config = config.replace({"data.data_dir": str(resolve_data_dir(config.data.data_dir,
+                                                                   config.data.embedded))})
     corpus = load_corpus(
         config.data.data_dir, seq_length=config.data.seq_length, vocab_size=config.data.vocab_size,
         vocab=run.load_vocab() if resume else None, labels=run.load_labels() if resume else None,
         splits=("train", "val"))
 
     keras.utils.set_random_seed(config.train.seed)
-    model = create_model(config.model, vocab_size=len(corpus.vocab), num_classes=len(corpus.labels))
-    build_model(model, config.data.seq_length)
-    optimizer = make_optimizer(learning_rate=config.train.learning_rate,
+    model = create_model(config.model, vocab_size=corpus.vocab_size, num_classes=len(corpus.labels),
+                         data_kind=corpus.kind)
+    build_model(model, corpus.example_shape, corpus.dtype)
+    optimizer = make_optimizer(learning_rate=make_learning_rate(config.train),
                                clip_norm=config.train.clip_norm)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    trainer = Trainer(model, optimizer, step_var)  # builds the optimizer slots before any restore
+    weights = class_weights(config.train.class_weights, corpus.splits["train"][1], len(corpus.labels))
+    trainer = Trainer(  # builds the optimizer slots before any restore
+        model, optimizer, step_var, num_micro_batches=config.train.num_micro_batches,
+        loss_fn=make_loss_fn(label_smoothing=config.train.label_smoothing, weights=weights))
     early = EarlyStopping(config.train.patience)
     checkpoints = Checkpoints(
         run.path, model=model, optimizer=optimizer, step=step_var,

@@ -1,10 +1,13 @@
 """The compiled train and eval steps, and the metric objects they update.
 
-The step is a plain `tf.function` around `tf.GradientTape`: the objective is the mean sparse softmax
-cross-entropy of the batch plus `sum(model.losses)` (regularisation). It pulls its batch from the
-iterator inside the graph, and the dataset's batch dimension is unknown, so one trace serves full and
-partial batches for the whole run. Metrics are Keras metric objects created once here, updated in the
-step, and read/reset by the loop at its own cadence.
+The step is a plain `tf.function` around `tf.GradientTape`: the objective is the batch mean of the
+per-example loss (`losses.make_loss_fn`: cross-entropy, optionally label-smoothed and class-weighted)
+plus `sum(model.losses)` (regularisation). It pulls its batch from the iterator inside the graph, and
+the dataset's batch dimension is unknown, so one trace serves full and partial batches for the whole
+run. With `num_micro_batches > 1` the batch is split into that many slices inside the step and their
+gradients are summed before the one optimizer update (gradient accumulation: the update of the whole
+batch, with the activation memory of one slice). Metrics are Keras metric objects created once
+here, updated in the step, and read/reset by the loop at its own cadence.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from looptrain.train.losses import LossFn, cross_entropy
 
-def _per_example_loss(labels, logits):
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+_per_example_loss = cross_entropy  # the evaluation loss: plain cross-entropy
 
 
 class Trainer:
@@ -22,38 +25,78 @@ class Trainer:
 
     `train_step(iterator)` also advances `step`, the checkpointed global step.
 
+    Args:
+        model, optimizer, step: what the step trains, updates with, and counts in.
+        loss_fn: per-example training loss (`losses.make_loss_fn`); plain cross-entropy by default.
+        num_micro_batches: gradient accumulation; each batch is split into this many slices.
+
     Attributes:
-        metrics: `{"loss", "accuracy"}` accumulated by `train_step` until `read_metrics(reset=True)`.
+        metrics: `{"loss", "accuracy", "grad_norm"}` (the global gradient norm before any
+            clipping) accumulated by `train_step` until `read_metrics(reset=True)`.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                 step: tf.Variable):
+                 step: tf.Variable, *, loss_fn: LossFn = cross_entropy, num_micro_batches: int = 1):
         self.model = model
         self.optimizer = optimizer
         self.step = step
+        self.loss_fn, self.num_micro_batches = loss_fn, num_micro_batches
         # Slots created inside the first trace would force a second trace, and a checkpoint restore
         # needs them to exist beforehand, so build them now.
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
         self.metrics = {"loss": keras.metrics.Mean(name="train_loss"),
-                        "accuracy": keras.metrics.SparseCategoricalAccuracy(name="train_accuracy")}
+                        "accuracy": keras.metrics.SparseCategoricalAccuracy(name="train_accuracy"),
+                        "grad_norm": keras.metrics.Mean(name="train_grad_norm")}
         self.train_step = tf.function(self._train_step)
 
     def _train_step(self, iterator):
         """One optimisation step on the next batch of `iterator`; returns the objective."""
         x, y = next(iterator)
-        with tf.GradientTape() as tape:
-            logits = self.model(x, training=True)
-            loss = tf.reduce_mean(_per_example_loss(y, logits))
-            if self.model.losses:
-                loss += tf.add_n(self.model.losses)
         variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
+        if self.num_micro_batches > 1:
+            loss, gradients = self._accumulated_gradients(x, y)
+        else:
+            with tf.GradientTape() as tape:
+                logits = self.model(x, training=True)
+                loss = tf.reduce_mean(self.loss_fn(y, logits))
+                if self.model.losses:
+                    loss += tf.add_n(self.model.losses)
+            gradients = tape.gradient(loss, variables)
+            self.metrics["accuracy"].update_state(y, logits)
+        self.metrics["grad_norm"].update_state(tf.linalg.global_norm(gradients))
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.metrics["loss"].update_state(loss)
-        self.metrics["accuracy"].update_state(y, logits)
         self.step.assign_add(1)
         return loss
+
+    def _accumulated_gradients(self, x, y):
+        """The batch's objective and gradients, computed one slice of the batch at a time.
+
+        Each slice contributes its summed example losses divided by the whole batch size, plus
+        its share of the regularisation, so the slices add up to the batch's own objective and
+        gradients. Slices are `ceil(batch / num_micro_batches)` examples, and a small last batch
+        gets fewer slices rather than empty ones (an empty batch would give batch norm NaNs).
+        """
+        variables = self.model.trainable_variables
+        batch = tf.shape(y)[0]
+        size = (batch + self.num_micro_batches - 1) // self.num_micro_batches
+        num_slices = (batch + size - 1) // size
+        loss = tf.constant(0.0)
+        gradients = [tf.zeros_like(v) for v in variables]
+        for i in tf.range(num_slices):
+            xs, ys = x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]
+            with tf.GradientTape() as tape:
+                logits = self.model(xs, training=True)
+                part = tf.reduce_sum(self.loss_fn(ys, logits)) / tf.cast(batch, tf.float32)
+                if self.model.losses:
+                    part += tf.add_n(self.model.losses) / tf.cast(num_slices, tf.float32)
+            grads = tape.gradient(part, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            # Embedding gradients arrive as IndexedSlices; a sum of them must be dense.
+            gradients = [total + tf.convert_to_tensor(g) for total, g in zip(gradients, grads)]
+            loss += part
+            self.metrics["accuracy"].update_state(ys, logits)
+        return loss, gradients
 
     def read_metrics(self, *, reset: bool) -> dict[str, float]:
         """The training metrics since the last reset, as Python floats."""
@@ -84,6 +127,9 @@ class Evaluator:
         return {name: metric.result() for name, metric in self.metrics.items()}
 
 
-def make_optimizer(*, learning_rate: float, clip_norm: float) -> keras.optimizers.Optimizer:
-    """Adam, with Keras' own global-norm clipping when `clip_norm > 0`."""
+def make_optimizer(*, learning_rate, clip_norm: float) -> keras.optimizers.Optimizer:
+    """Adam, with Keras' own global-norm clipping when `clip_norm > 0`.
+
+    `learning_rate` is a float or a Keras schedule (`schedules.make_learning_rate`).
+    """
     return keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clip_norm or None)
