@@ -62,7 +62,7 @@ class Trainer:
                 loss = tf.reduce_mean(self.loss_fn(y, logits))
                 if self.model.losses:
                     loss += tf.add_n(self.model.losses)
-            gradients = tape.gradient(loss, variables)
+            gradients = _dense(tape.gradient(loss, variables))
             self.metrics["accuracy"].update_state(y, logits)
         self.metrics["grad_norm"].update_state(tf.linalg.global_norm(gradients))
         self.optimizer.apply_gradients(zip(gradients, variables))
@@ -92,8 +92,7 @@ class Trainer:
                 if self.model.losses:
                     part += tf.add_n(self.model.losses) / tf.cast(num_slices, tf.float32)
             grads = tape.gradient(part, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            # Embedding gradients arrive as IndexedSlices; a sum of them must be dense.
-            gradients = [total + tf.convert_to_tensor(g) for total, g in zip(gradients, grads)]
+            gradients = [total + g for total, g in zip(gradients, _dense(grads))]
             loss += part
             self.metrics["accuracy"].update_state(ys, logits)
         return loss, gradients
@@ -105,6 +104,17 @@ class Trainer:
             for metric in self.metrics.values():
                 metric.reset_state()
         return values
+
+
+def _dense(gradients):
+    """Gradients with every `IndexedSlices` (an embedding's) summed into a dense tensor.
+
+    An embedding's gradient holds one row per occurrence of a token in the batch. Keras 3's Adam
+    (its second moment) and its global-norm clipping square those rows before repeated ones are
+    added up, so a token seen twice got too large an update and the clipping norm came out too
+    small; summing the rows first gives the gradient's true value.
+    """
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
 
 
 class Evaluator:
