@@ -54,8 +54,8 @@ class ModelConfig:
     rnn_cell: str = _field("lstm", choices=("lstm", "gru"), doc="TextRNN, BiRNN: recurrent cell")
     num_layers: int = _field(2, low=1, doc="stacked RNN layers (TextRNN, BiRNN), hidden layers (MLP), "
                                            "conv blocks (ConvNet)")
-    l1: float = _field(0.0, low=0.0, doc="L1 penalty factor on every Dense/Conv/RNN kernel")
-    l2: float = _field(0.0, low=0.0, doc="L2 penalty factor on every Dense/Conv/RNN kernel")
+    l1: float = _field(0.0, low=0.0, doc="L1 penalty on every Dense/Conv/RNN kernel (fastText: tables)")
+    l2: float = _field(0.0, low=0.0, doc="L2 penalty on every Dense/Conv/RNN kernel (fastText: tables)")
     kernel_sizes: str = _field("3,4,5", pattern=(r"[1-9][0-9]*(,[1-9][0-9]*)*",
                                                  "comma-separated positive integers like '3,4,5'"),
                                doc="MultiCNN: convolution widths")

@@ -24,10 +24,13 @@ class FastText(keras.Model):
     def __init__(self, *, vocab_size: int, num_classes: int, embedding_dim: int, ngram_max: int,
                  ngram_buckets: int, dropout: float, l1: float, l2: float, **kwargs):
         super().__init__(**kwargs)
-        self.bag = CharNgramBag(vocab_size, ngram_buckets, embedding_dim, ngram_max, name="bag")
+        # The tables are most of this linear model's weights, so the L1/L2 penalty covers them too
+        # (as it covers all weights of a logistic regression).
+        regularizer = kernel_regularizer(l1, l2)
+        self.bag = CharNgramBag(vocab_size, ngram_buckets, embedding_dim, ngram_max,
+                                regularizer=regularizer, name="bag")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
-        self.classifier = keras.layers.Dense(num_classes, kernel_regularizer=kernel_regularizer(l1, l2),
-                                             name="logits")
+        self.classifier = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")
 
     def call(self, token_ids, training=False):
         return self.classifier(self.dropout(self.bag(token_ids), training=training))

@@ -41,25 +41,30 @@ class CharNgramBag(keras.layers.Layer):
         num_buckets: rows of the n-gram table.
         dim: embedding width (the output width).
         ngram_max: the highest n-gram order; 1 means characters only.
+        regularizer: an optional penalty on both tables (a Keras regularizer or its config).
 
     Input: int ids `[batch, length]` with a static `length`, padding (0) at the end.
     Output: float32 `[batch, dim]`; all zeros for a text that is all padding.
     """
 
-    def __init__(self, vocab_size: int, num_buckets: int, dim: int, ngram_max: int = 3, **kwargs):
+    def __init__(self, vocab_size: int, num_buckets: int, dim: int, ngram_max: int = 3,
+                 regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.num_buckets = vocab_size, num_buckets
         self.dim, self.ngram_max = dim, ngram_max
+        self.regularizer = keras.regularizers.get(regularizer)
 
     def build(self, input_shape):
         # fastText's initialisation: uniform in +-1/dim, so a mean of many rows starts near zero.
         init = keras.initializers.RandomUniform(-1.0 / self.dim, 1.0 / self.dim)
         self.char_embeddings = self.add_weight(
-            shape=(self.vocab_size, self.dim), initializer=init, name="char_embeddings")
+            shape=(self.vocab_size, self.dim), initializer=init, regularizer=self.regularizer,
+            name="char_embeddings")
         self.ngram_embeddings = None
         if self.ngram_max >= 2:  # no table without n-grams: a weight nothing uses gets no gradient
             self.ngram_embeddings = self.add_weight(
-                shape=(self.num_buckets, self.dim), initializer=init, name="ngram_embeddings")
+                shape=(self.num_buckets, self.dim), initializer=init, regularizer=self.regularizer,
+                name="ngram_embeddings")
 
     def call(self, token_ids):
         ids = ops.cast(token_ids, "int32")
@@ -92,4 +97,5 @@ class CharNgramBag(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size,
-                "num_buckets": self.num_buckets, "dim": self.dim, "ngram_max": self.ngram_max}
+                "num_buckets": self.num_buckets, "dim": self.dim, "ngram_max": self.ngram_max,
+                "regularizer": keras.regularizers.serialize(self.regularizer)}
