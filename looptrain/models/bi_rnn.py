@@ -5,10 +5,11 @@ text, the usual dropout for embeddings) -> `num_layers` bidirectional recurrent 
 `hidden_dim` units per direction, dropout between them -> the last layer's final forward and
 backward states, concatenated -> dense `hidden_dim` -> dropout -> ReLU -> dense logits.
 
-The embedding's own mask (`compute_mask`) is passed explicitly to every `Bidirectional` layer: a
-subclassed model does not propagate masks on its own, and without the mask the backward direction
-would start its pass on the trailing padding. A test checks that the output does not depend on how
-much padding follows the text.
+The embedding's own mask (`compute_mask`) is passed explicitly to every `Bidirectional` layer.
+Keras 3 also attaches it to the embedding's output and mask-aware layers (dropout, the RNNs) carry
+it on, but any plain op in between (an activation, a reshape) drops it silently; without the mask
+the backward direction would start its pass on the trailing padding. A test checks that the output
+does not depend on how much padding follows the text.
 """
 
 from __future__ import annotations
