@@ -55,3 +55,12 @@ def write_data(directory: Path, train: str, val: str | None = None, test: str | 
     for name, content in (("train", train), ("val", val or train), ("test", test or train)):
         (directory / f"{name}.txt").write_text(content, encoding="utf-8")
     return directory
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory) -> Path:
+    """A tiny generated image set (12x12, 8 classes) as train/val/test .npz array data."""
+    from looptrain.data import images
+
+    spec = images.ImageSpec(seed=5, num_train=120, num_val=40, num_test=40, size=12)
+    return images.generate(tmp_path_factory.mktemp("data") / "images", spec)
