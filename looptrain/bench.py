@@ -54,12 +54,11 @@ def steps_per_call(config: Config) -> int:
 
 def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
     """Examples/second of every variant on `config`'s model and training data, plus peak RSS (MB)."""
-    data_dir = resolve_data_dir(config.data.data_dir)
+    data_dir = resolve_data_dir(config.data.data_dir, config.data.embedded)
     config = config.replace({"data.data_dir": str(data_dir)})
     corpus = load_corpus(data_dir, seq_length=config.data.seq_length,
                          vocab_size=config.data.vocab_size, splits=("train",))
     x, y = corpus.splits["train"]
-    sizes = {"vocab_size": len(corpus.vocab), "num_classes": len(corpus.labels)}
     total = plan.warmup + plan.window * plan.repeats
     epochs = total // steps_per_epoch(len(y), config.train.batch_size) + 2
 
@@ -73,10 +72,10 @@ def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
     # True). A fit user's process has it off, so `fit` is measured that way; `bare` runs after
     # looptrain, in the same state as looptrain.
     rates = {
-        "fit_default": _fit(config, sizes, dataset(), plan, matched=False),
-        "fit_matched": _fit(config, sizes, dataset(), plan, matched=True),
+        "fit_default": _fit(config, corpus, dataset(), plan, matched=False),
+        "fit_matched": _fit(config, corpus, dataset(), plan, matched=True),
         "looptrain": _looptrain(config, plan, epochs),
-        "bare": _bare(config, sizes, dataset(), plan),
+        "bare": _bare(config, corpus, dataset(), plan),
         "pipeline": _pipeline(dataset(), plan),
     }
     result = {f"{name}_ex_s": round(batch / seconds, 1) for name, seconds in rates.items()}
@@ -118,9 +117,9 @@ def _looptrain(config: Config, plan: Plan, epochs: int) -> float:
     return _windows(display.times, plan)
 
 
-def _new_model(config: Config, sizes: dict[str, int]) -> keras.Model:
+def _new_model(config: Config, corpus) -> keras.Model:
     keras.utils.set_random_seed(config.train.seed)
-    return _create_model(config, sizes["vocab_size"], sizes["num_classes"])
+    return _create_model(config, corpus)
 
 
 class _EpochTimes(keras.callbacks.Callback):
@@ -135,8 +134,8 @@ class _EpochTimes(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._began)
 
 
-def _fit(config: Config, sizes, dataset, plan: Plan, *, matched: bool) -> float:
-    model = _new_model(config, sizes)
+def _fit(config: Config, corpus, dataset, plan: Plan, *, matched: bool) -> float:
+    model = _new_model(config, corpus)
     options = {"jit_compile": use_jit(config, model), "steps_per_execution": steps_per_call(config)}
     model.compile(optimizer=make_optimizer(learning_rate=config.train.learning_rate,
                                            clip_norm=config.train.clip_norm,
@@ -150,8 +149,8 @@ def _fit(config: Config, sizes, dataset, plan: Plan, *, matched: bool) -> float:
     return statistics.median(timer.seconds[1:]) / plan.window
 
 
-def _bare(config: Config, sizes, dataset, plan: Plan) -> float:
-    model = _new_model(config, sizes)
+def _bare(config: Config, corpus, dataset, plan: Plan) -> float:
+    model = _new_model(config, corpus)
     optimizer = make_optimizer(learning_rate=config.train.learning_rate,
                                clip_norm=config.train.clip_norm, precision=config.train.precision)
     optimizer.build(model.trainable_variables)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,13 @@ from typing import Any, Mapping
 from looptrain.errors import ConfigError
 
 
-def _field(default, *, low=None, high=None, choices=None, doc=""):
-    """A dataclass field carrying its validation bounds in metadata."""
-    return field(default=default, metadata={"low": low, "high": high, "choices": choices, "doc": doc})
+def _field(default, *, low=None, high=None, choices=None, pattern=None, doc=""):
+    """A dataclass field carrying its validation bounds in metadata.
+
+    `pattern` is `(regex, description)` for strings with a syntax, e.g. comma-separated widths.
+    """
+    return field(default=default, metadata={"low": low, "high": high, "choices": choices,
+                                            "pattern": pattern, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -32,28 +37,43 @@ class DataConfig:
     vocab_size: int = _field(5000, low=2, doc="vocabulary size including <PAD> (id 0)")
     bucket_window: int = _field(0, low=0, doc="length bucketing: sort texts by length within windows "
                                               "of N batches, trim padding; 0 = off (RNNs: on)")
+    embedded: str = _field("text", choices=("text", "images"),
+                           doc="which generated data set data_dir = '' means: text corpus or images")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture. `name` selects a registered model; each model reads the fields it needs."""
 
-    name: str = _field("textcnn", doc="registered model name (textcnn, textrnn)")
+    name: str = _field("textcnn", doc="registered model name (see README: Models)")
     embedding_dim: int = _field(64, low=1, doc="character embedding width")
-    num_filters: int = _field(256, low=1, doc="TextCNN: convolution filters")
-    kernel_size: int = _field(5, low=1, doc="TextCNN: convolution width")
-    hidden_dim: int = _field(128, low=1, doc="dense layer width (TextCNN, TextRNN) and RNN units (TextRNN)")
+    num_filters: int = _field(256, low=1, doc="convolution filters (TextCNN; MultiCNN per width; "
+                                              "ConvNet's first block, doubled per block)")
+    kernel_size: int = _field(5, low=1, doc="convolution width (TextCNN, ConvNet)")
+    hidden_dim: int = _field(128, low=1, doc="dense layer width (TextCNN, TextRNN, BiRNN, MLP, ConvNet) "
+                                             "and RNN units (TextRNN; BiRNN per direction)")
     dropout: float = _field(0.5, low=0.0, high=0.99, doc="dropout rate (probability of dropping)")
-    rnn_cell: str = _field("lstm", choices=("lstm", "gru"), doc="TextRNN: recurrent cell")
-    num_layers: int = _field(2, low=1, doc="TextRNN: stacked recurrent layers")
+    rnn_cell: str = _field("lstm", choices=("lstm", "gru"), doc="TextRNN, BiRNN: recurrent cell")
+    num_layers: int = _field(2, low=1, doc="stacked RNN layers (TextRNN, BiRNN), hidden layers (MLP), "
+                                           "conv blocks (ConvNet)")
+    l1: float = _field(0.0, low=0.0, doc="L1 penalty on every Dense/Conv/RNN kernel (fastText: tables)")
+    l2: float = _field(0.0, low=0.0, doc="L2 penalty on every Dense/Conv/RNN kernel (fastText: tables)")
+    kernel_sizes: str = _field("3,4,5", pattern=(r"[1-9][0-9]*(,[1-9][0-9]*)*",
+                                                 "comma-separated positive integers like '3,4,5'"),
+                               doc="MultiCNN: convolution widths")
+    spatial_dropout: float = _field(0.0, low=0.0, high=0.99,
+                                    doc="BiRNN: SpatialDropout1D rate on the embeddings")
+    ngram_max: int = _field(3, low=1, high=8,
+                            doc="fastText: hash character n-grams of orders 2..ngram_max (1 = none)")
+    ngram_buckets: int = _field(100_000, low=1, doc="fastText: rows of the hashed n-gram table")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and the cadence of evaluation, logging and checkpointing (all in steps)."""
 
-    learning_rate: float = _field(1e-3, low=1e-12, doc="Adam learning rate")
-    batch_size: int = _field(64, low=1, doc="examples per training step")
+    learning_rate: float = _field(1e-3, low=1e-12, doc="Adam learning rate (a schedule's peak)")
+    batch_size: int = _field(64, low=1, doc="examples per training step (per optimizer update)")
     num_epochs: int = _field(10, low=1, doc="passes over the training split")
     max_steps: int = _field(0, low=0, doc="stop after this many steps; 0 = no limit")
     eval_every: int = _field(100, low=1, doc="evaluate on the validation split every N steps")
@@ -76,6 +96,17 @@ class TrainConfig:
                             doc="layer compute dtype; variables, logits and loss stay float32")
     histogram_every: int = _field(
         100, low=0, doc="write weight and gradient histograms every N steps; 0 = off")
+    lr_schedule: str = _field("constant", choices=("constant", "exponential", "cosine"),
+                              doc="learning-rate schedule")
+    lr_decay_steps: int = _field(0, low=0, doc="exponential: steps per decay by lr_decay_rate; "
+                                               "cosine: steps of the decay after warm-up")
+    lr_decay_rate: float = _field(0.5, low=1e-6, high=1.0, doc="exponential: factor per lr_decay_steps")
+    warmup_steps: int = _field(0, low=0, doc="cosine: linear warm-up steps from 0 to learning_rate")
+    num_micro_batches: int = _field(1, low=1, doc="gradient accumulation: micro-batches per batch")
+    label_smoothing: float = _field(0.0, low=0.0, high=0.99, doc="label smoothing of the training loss")
+    class_weights: str = _field("", pattern=(r"|balanced|(\d+\.?\d*|\.\d+)(,(\d+\.?\d*|\.\d+))*",
+                                             "'', 'balanced' or one non-negative number per class"),
+                                doc="per-class loss weights: '', 'balanced' or '1,3.5,...'")
 
 
 @dataclass(frozen=True)
@@ -132,6 +163,8 @@ def _check_value(fld: dataclasses.Field, value: Any, key: str, source: str) -> A
         raise ConfigError(f"{source}: '{key}' must be <= {meta['high']}, got {value!r}")
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{source}: '{key}' must be one of {list(meta['choices'])}, got {value!r}")
+    if meta.get("pattern") and not re.fullmatch(meta["pattern"][0], value):
+        raise ConfigError(f"{source}: '{key}' must be {meta['pattern'][1]}, got {value!r}")
     return value
 
 

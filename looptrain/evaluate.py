@@ -82,11 +82,15 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "best", split: str = 
         UserError: the run directory, checkpoint or data is missing or does not match.
     """
     started = time.perf_counter()
-    trained = load_trained(run_dir, checkpoint=checkpoint)
-    config = trained.config
+    run = RunDir(run_dir)
+    run.check_exists()
+    config = run.load_config()
+    path = find_checkpoint(run, checkpoint)  # before reading any data: fail fast
     corpus = load_corpus(data_dir or config.data.data_dir, seq_length=config.data.seq_length,
-                         vocab_size=config.data.vocab_size, vocab=trained.vocab, labels=trained.labels,
-                         splits=(split,))
+                         vocab_size=config.data.vocab_size, vocab=run.load_vocab(),
+                         labels=run.load_labels(), splits=(split,))
+    trained = load_trained(run_dir, checkpoint=path, example_shape=corpus.example_shape,
+                           dtype=corpus.dtype)
     x, y = corpus.splits[split]
     evaluator = ConfusionEvaluator(trained.model, len(trained.labels))
     values = evaluator.evaluate(make_eval_dataset(x, y, batch_size=config.train.batch_size,

@@ -1,8 +1,9 @@
 """The run directory: its layout, its artifacts, and the guards that keep a run from being clobbered.
 
     RUN/config.json     resolved configuration (data.data_dir absolute)
-    RUN/vocab.txt       one token per line, <PAD> first (line number - 1 = id)
-    RUN/labels.txt      one label per line (line number - 1 = class id)
+    RUN/vocab.txt       one token per line, <PAD> first (line number - 1 = id); text data only
+    RUN/labels.txt      one label per line (line number - 1 = class id); for array data the
+                        names stored with it, else the ids themselves
     RUN/data.json       example counts and fingerprints of the encoded train/val splits
     RUN/train.log       time-stamped log lines of every session of the run (start, evals, stops)
     RUN/checkpoints/    ckpt-<step>.* and the `checkpoint` index (latest few)
@@ -76,11 +77,13 @@ class RunDir:
         if not self.config_file.is_file():
             raise RunDirError(f"{self.path} is not a looptrain run directory (no config.json)")
 
-    def initialize(self, config: config_lib.Config, vocab: list[str], labels: list[str],
+    def initialize(self, config: config_lib.Config, vocab: list[str] | None, labels: list[str],
                    fingerprints: dict) -> None:
-        """Creates the directory and writes config, vocabulary, labels and data fingerprints."""
+        """Creates the directory and writes config, vocabulary (None: array data has none), labels
+        and data fingerprints."""
         self.path.mkdir(parents=True, exist_ok=True)
-        write_lines(self.vocab_file, vocab)
+        if vocab is not None:
+            write_lines(self.vocab_file, vocab)
         write_lines(self.labels_file, labels)
         write_text_atomic(self.data_file, json.dumps(fingerprints, indent=2) + "\n")
         self.save_config(config)
@@ -108,7 +111,10 @@ class RunDir:
     def load_config(self) -> config_lib.Config:
         return config_lib.load_json(self.config_file)
 
-    def load_vocab(self) -> list[str]:
+    def load_vocab(self) -> list[str] | None:
+        """The run's vocabulary, or None for a run on array data (it has no vocab.txt)."""
+        if not self.vocab_file.exists() and self.labels_file.exists():
+            return None
         return self._read(self.vocab_file)
 
     def load_labels(self) -> list[str]:

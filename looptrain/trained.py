@@ -56,8 +56,15 @@ def find_checkpoint(run: RunDir, which: str) -> str:
     return which
 
 
-def load_trained(run_dir: str | Path, *, checkpoint: str = "best") -> TrainedModel:
+def load_trained(run_dir: str | Path, *, checkpoint: str = "best",
+                 example_shape: tuple[int, ...] | None = None, dtype: str = "int32") -> TrainedModel:
     """Rebuilds a run's model and restores `checkpoint` (`best`, `latest` or a path prefix) into it.
+
+    Args:
+        run_dir: the run directory.
+        checkpoint: `best`, `latest` or a checkpoint path prefix.
+        example_shape, dtype: one example's shape and dtype; by default a text run's
+            `(seq_length,)` int32 ids. A run on array data needs them (from its data).
 
     Raises:
         UserError: the run directory or checkpoint is missing, damaged or does not match.
@@ -67,7 +74,13 @@ def load_trained(run_dir: str | Path, *, checkpoint: str = "best") -> TrainedMod
     config = run.load_config()
     path = find_checkpoint(run, checkpoint)
     vocab, labels = run.load_vocab(), run.load_labels()
-    model = build_model(create_model(config.model, vocab_size=len(vocab), num_classes=len(labels)),
-                        config.data.seq_length)
+    if example_shape is None:
+        if vocab is None:
+            raise RunDirError(f"{run.path} was trained on array data (it has no vocab.txt); predict "
+                              f"and export take runs on text")
+        example_shape = (config.data.seq_length,)
+    model = create_model(config.model, vocab_size=len(vocab or []), num_classes=len(labels),
+                         data_kind="arrays" if vocab is None else "text")
+    build_model(model, example_shape, dtype)
     restore_model(model, path)
     return TrainedModel(run=run, config=config, vocab=vocab, labels=labels, model=model, checkpoint=path)

@@ -89,3 +89,12 @@ def trained_run(corpus_dir, tmp_path_factory) -> Path:
     console = Console(file=open(os.devnull, "w"), force_terminal=False)
     train_and_evaluate(config, run, display=Display(console))
     return run
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory) -> Path:
+    """A tiny generated image set (12x12, 8 classes) as train/val/test .npz array data."""
+    from looptrain.data import images
+
+    spec = images.ImageSpec(seed=5, num_train=120, num_val=40, num_test=40, size=12)
+    return images.generate(tmp_path_factory.mktemp("data") / "images", spec)

@@ -19,7 +19,7 @@ from conftest import ROOT, assert_same_variables, snapshot
 
 from looptrain.errors import RunDirError, Stopped, TrainingDiverged
 from looptrain.lock import RunLock
-from looptrain.train import step as step_lib
+from looptrain.train import losses as losses_lib
 from looptrain.train.loop import train_and_evaluate
 from looptrain.train.progress import Display
 from looptrain.train.signals import StopSignals
@@ -134,14 +134,14 @@ def poison(monkeypatch):
     multi-step loop, where no Python runs between steps.
     """
     calls, bad = tf.Variable(0, dtype=tf.int64), tf.Variable(tf.zeros([8], tf.int64))
-    original = step_lib._per_example_loss
+    original = losses_lib.cross_entropy
 
     def loss(labels, logits):
         calls.assign_add(1)
         nan = tf.reduce_any(tf.equal(bad, calls))
         return original(labels, logits) * tf.where(nan, float("nan"), 1.0)
 
-    monkeypatch.setattr(step_lib, "_per_example_loss", loss)
+    monkeypatch.setattr(losses_lib, "cross_entropy", loss)
     return lambda steps: bad.assign(list(steps) + [0] * (8 - len(steps)))
 
 

@@ -1,4 +1,9 @@
-"""A corpus: the encoded train/val/test splits with their vocabulary and labels."""
+"""A corpus: the encoded train/val/test splits with their vocabulary and labels.
+
+Text data (`label<TAB>text` files, see `text`) becomes int32 token ids with a vocabulary; array
+data (`.npz` files, see `arrays`) is used as float32 and has no vocabulary. A directory holding
+`train.npz` is array data.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,44 @@ from pathlib import Path
 
 import numpy as np
 
-from looptrain.data import synthetic, text
+from looptrain.data import arrays, images, synthetic, text
 from looptrain.errors import DataError
 
 # Where the embedded default corpus is generated when no data directory is given (relative to the
 # working directory, i.e. the project root when run through make).
 DEFAULT_DATA_DIR = Path("data") / "synthetic"
+DEFAULT_IMAGE_DIR = Path("data") / "images"
 
 
 @dataclass(frozen=True)
 class Corpus:
-    """Encoded splits. `splits[name] = (x int32 [n, seq_length], y int32 [n])`."""
+    """Encoded splits. `splits[name] = (x [n, ...], y int32 [n])`.
 
-    vocab: list[str]
+    Text: x is int32 `[n, seq_length]` and `vocab` the token list. Arrays: x is float32 of any
+    per-example shape and `vocab` is None.
+    """
+
+    vocab: list[str] | None
     labels: list[str]
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def kind(self) -> str:
+        """"text" or "arrays" (the registry matches it against the model's `DATA_KIND`)."""
+        return "arrays" if self.vocab is None else "text"
+
+    @property
+    def vocab_size(self) -> int:
+        return 0 if self.vocab is None else len(self.vocab)
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """The shape of one example, e.g. `(seq_length,)` or `(height, width, channels)`."""
+        return next(iter(self.splits.values()))[0].shape[1:]
+
+    @property
+    def dtype(self) -> str:
+        return next(iter(self.splits.values()))[0].dtype.name
 
     def fingerprints(self) -> dict[str, dict[str, object]]:
         """Per split: example count and a SHA-256 of the encoded arrays.
@@ -38,9 +66,12 @@ class Corpus:
         return out
 
 
-def resolve_data_dir(data_dir: str) -> Path:
-    """Absolute data directory; `""` means the embedded synthetic corpus, generated if missing."""
+def resolve_data_dir(data_dir: str, embedded: str = "text") -> Path:
+    """Absolute data directory; `""` means the embedded generated data set named by `embedded`
+    ("text": the synthetic news corpus, "images": the generated shapes), generated if missing."""
     if not data_dir:
+        if embedded == "images":
+            return images.ensure(DEFAULT_IMAGE_DIR).resolve()
         return synthetic.ensure(DEFAULT_DATA_DIR).resolve()
     return Path(data_dir).expanduser().resolve()
 
@@ -51,15 +82,27 @@ def load_corpus(data_dir: str | Path, *, seq_length: int, vocab_size: int,
     """Reads, checks and encodes the requested splits of `data_dir`.
 
     Args:
-        data_dir: directory holding `train.txt`, `val.txt`, `test.txt` (or `cnews.train.txt` style).
+        data_dir: directory holding `train.txt`, `val.txt`, `test.txt` (or `cnews.train.txt` style),
+            or `train.npz`, `val.npz`, `test.npz` (array data: `seq_length` and `vocab_size` unused).
         seq_length: padded/truncated length.
         vocab_size: vocabulary size when the vocabulary is built here.
         vocab, labels: those of an existing run (resume, evaluation); built from `train` when None.
+            An array run has labels but no vocabulary.
         splits: which splits to encode.
 
     Raises:
-        DataError: a missing/empty file or a malformed line, naming file and line.
+        DataError: a missing/empty file or a malformed line, naming file and line, or data of
+            the other kind than the run's (text for an array run, or the reverse).
     """
+    if arrays.is_array_dir(data_dir):
+        if vocab is not None:
+            raise DataError(f"{data_dir} holds array data (train.npz) but this run was trained on "
+                            f"text (it has a vocabulary); use the run's own --data-dir")
+        labels, splits_xy = arrays.load_arrays(data_dir, labels=labels, splits=splits)
+        return Corpus(vocab=None, labels=labels, splits=splits_xy)
+    if labels is not None and vocab is None:
+        raise DataError(f"{data_dir} holds text data but this run has no vocab.txt (it was trained "
+                        f"on array data, or the file was deleted); use the run's own --data-dir")
     examples = {name: text.read_examples(text.find_split_file(data_dir, name)) for name in splits}
     if vocab is None or labels is None:
         train = examples["train"] if "train" in examples else text.read_examples(

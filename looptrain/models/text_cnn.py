@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from looptrain.models.layers import kernel_regularizer
 from looptrain.models.registry import register
 
 
@@ -16,17 +17,20 @@ from looptrain.models.registry import register
 class TextCNN(keras.Model):
     """Character TextCNN returning unnormalised logits `[batch, num_classes]`."""
 
-    CONFIG_FIELDS = ("embedding_dim", "num_filters", "kernel_size", "hidden_dim", "dropout")
+    CONFIG_FIELDS = ("embedding_dim", "num_filters", "kernel_size", "hidden_dim", "dropout", "l1", "l2")
 
     def __init__(self, *, vocab_size: int, num_classes: int, embedding_dim: int, num_filters: int,
-                 kernel_size: int, hidden_dim: int, dropout: float, **kwargs):
+                 kernel_size: int, hidden_dim: int, dropout: float, l1: float = 0.0, l2: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        regularizer = kernel_regularizer(l1, l2)
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
-        self.conv = keras.layers.Conv1D(num_filters, kernel_size, name="conv")
+        self.conv = keras.layers.Conv1D(num_filters, kernel_size, kernel_regularizer=regularizer,
+                                        name="conv")
         self.pool = keras.layers.GlobalMaxPooling1D(name="max_pool")
-        self.hidden = keras.layers.Dense(hidden_dim, name="fc")
+        self.hidden = keras.layers.Dense(hidden_dim, kernel_regularizer=regularizer, name="fc")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
-        self.classifier = keras.layers.Dense(num_classes, name="logits")
+        self.classifier = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")
 
     def call(self, token_ids, training=False):
         h = self.pool(self.conv(self.embedding(token_ids)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keras
 
+from looptrain.models.layers import kernel_regularizer
 from looptrain.models.registry import register
 
 _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
@@ -21,26 +22,29 @@ _CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 class TextRNN(keras.Model):
     """Stacked recurrent text classifier returning logits `[batch, num_classes]`."""
 
-    CONFIG_FIELDS = ("embedding_dim", "hidden_dim", "dropout", "rnn_cell", "num_layers")
+    CONFIG_FIELDS = ("embedding_dim", "hidden_dim", "dropout", "rnn_cell", "num_layers", "l1", "l2")
     # train.jit_compile = "auto" leaves XLA off: masked recurrences compile to a slow while loop on
     # CPU, and bucketed batches would recompile for every length.
     jit_compile_default = False
 
     def __init__(self, *, vocab_size: int, num_classes: int, embedding_dim: int, hidden_dim: int,
-                 dropout: float, rnn_cell: str, num_layers: int, **kwargs):
+                 dropout: float, rnn_cell: str, num_layers: int, l1: float = 0.0, l2: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        regularizer = kernel_regularizer(l1, l2)
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
                                                 name="embedding")
         cell = _CELLS[rnn_cell]
         self.num_layers = num_layers
         for i in range(num_layers):
             setattr(self, f"rnn_{i}", cell(hidden_dim, return_sequences=i < num_layers - 1,
-                                           name=f"{rnn_cell}_{i}"))
+                                           kernel_regularizer=regularizer,
+                                           recurrent_regularizer=regularizer, name=f"{rnn_cell}_{i}"))
             if i < num_layers - 1:
                 setattr(self, f"dropout_{i}", keras.layers.Dropout(dropout, name=f"dropout_{i}"))
-        self.hidden = keras.layers.Dense(hidden_dim, name="fc")
+        self.hidden = keras.layers.Dense(hidden_dim, kernel_regularizer=regularizer, name="fc")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
-        self.classifier = keras.layers.Dense(num_classes, name="logits")
+        self.classifier = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")
 
     def call(self, token_ids, training=False):
         mask = keras.ops.not_equal(token_ids, 0)

@@ -57,7 +57,8 @@ def flat_config(config: Config) -> dict[str, object]:
             for key, value in values.items()}
 
 
-def write_run_start(writer: SummaryWriter, config: Config, model: keras.Model, *, step: int) -> None:
+def write_run_start(writer: SummaryWriter, config: Config, model: keras.Model, *, step: int,
+                    input_spec: tf.TensorSpec) -> None:
     """Config text at `step`; at a run's start (step 0) also the model graph and the hparams.
 
     The hparams trial id is left to TensorBoard (a hash of the values): runs with identical configs
@@ -66,8 +67,8 @@ def write_run_start(writer: SummaryWriter, config: Config, model: keras.Model, *
     writer.text(step, "train/config", config_markdown(config))
     if step:
         return
-    forward = tf.function(lambda ids: model(ids, training=False)).get_concrete_function(
-        tf.TensorSpec([None, config.data.seq_length], tf.int32, name="token_ids"))
+    forward = tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(
+        input_spec)
     with writer.as_default("train"):
         tf.summary.graph(forward.graph)
     values = flat_config(config)
@@ -88,7 +89,7 @@ class HistogramProbe:
 
     def _gradients(self, x, y):
         with tf.GradientTape() as tape:
-            logits = self.model(x, training=False)
+            logits = tf.cast(self.model(x, training=False), tf.float32)
             loss = tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
             if self.model.losses:

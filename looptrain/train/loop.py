@@ -27,7 +27,9 @@ from looptrain.models import build_model, create_model, get_model_class
 from looptrain.run import RunDir
 from looptrain.train import inspect
 from looptrain.train.checkpoint import Checkpoints, EarlyStopping
+from looptrain.train.losses import class_weights, make_loss_fn
 from looptrain.train.progress import Display
+from looptrain.train.schedules import make_learning_rate
 from looptrain.train.signals import StopSignals
 from looptrain.train.step import Evaluator, Trainer, make_optimizer
 from looptrain.train.summaries import SummaryWriter, drop_events_after
@@ -67,7 +69,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
     run = RunDir(run_dir)
     run.check_resumable() if resume else run.check_new()
     get_model_class(config.model.name)  # an unknown model fails before any data is read
-    config = config.replace({"data.data_dir": str(resolve_data_dir(config.data.data_dir))})
+    config = config.replace({"data.data_dir": str(resolve_data_dir(config.data.data_dir,
+                                                                   config.data.embedded))})
     corpus = load_corpus(
         config.data.data_dir, seq_length=config.data.seq_length, vocab_size=config.data.vocab_size,
         vocab=run.load_vocab() if resume else None, labels=run.load_labels() if resume else None,
@@ -92,13 +95,15 @@ def _set_up_and_train(config, run, corpus, resume, display, signals) -> TrainRes
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
-    model = _create_model(config, len(corpus.vocab), len(corpus.labels))
-    optimizer = make_optimizer(learning_rate=config.train.learning_rate,
+    model = _create_model(config, corpus)
+    optimizer = make_optimizer(learning_rate=make_learning_rate(config.train),
                                clip_norm=config.train.clip_norm, precision=config.train.precision)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    # The trainer builds the optimizer slots before any restore.
-    trainer = Trainer(model, optimizer, step_var, jit_compile=use_jit(config, model),
-                      stop_on_nonfinite=config.train.on_nan == "stop")
+    weights = class_weights(config.train.class_weights, corpus.splits["train"][1], len(corpus.labels))
+    trainer = Trainer(  # builds the optimizer slots before any restore
+        model, optimizer, step_var, num_micro_batches=config.train.num_micro_batches,
+        loss_fn=make_loss_fn(label_smoothing=config.train.label_smoothing, weights=weights),
+        jit_compile=use_jit(config, model), stop_on_nonfinite=config.train.on_nan == "stop")
     early = EarlyStopping(config.train.patience)
     checkpoints = Checkpoints(
         run.path, model=model, optimizer=optimizer, step=step_var,
@@ -127,24 +132,27 @@ def _set_up_and_train(config, run, corpus, resume, display, signals) -> TrainRes
     return _Loop(config, run, corpus, trainer, early, checkpoints, display, signals).run_to_end()
 
 
-def _create_model(config: Config, vocab_size: int, num_classes: int) -> keras.Model:
-    """The configured model, built, its layers computing in `train.precision`."""
+def _create_model(config: Config, corpus) -> keras.Model:
+    """The configured model for `corpus`, built, its layers computing in `train.precision`."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.train.precision)  # layers take the policy when created
     try:
-        model = create_model(config.model, vocab_size=vocab_size, num_classes=num_classes)
-        return build_model(model, config.data.seq_length)
+        model = create_model(config.model, vocab_size=corpus.vocab_size,
+                             num_classes=len(corpus.labels), data_kind=corpus.kind)
+        return build_model(model, corpus.example_shape, corpus.dtype)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
 def use_jit(config: Config, model: keras.Model) -> bool:
     """Resolves `train.jit_compile`: "auto" compiles with XLA unless the model opts out
-    (`jit_compile_default = False`, e.g. recurrent layers) or length bucketing varies the shapes
-    (XLA compiles once per distinct input shape)."""
+    (`jit_compile_default = False`, e.g. recurrent layers), length bucketing varies the shapes
+    (XLA compiles once per distinct input shape) or gradient accumulation slices the batch into
+    pieces of data-dependent size (which XLA cannot compile)."""
     if config.train.jit_compile != "auto":
         return config.train.jit_compile == "on"
-    return getattr(model, "jit_compile_default", True) and not config.data.bucket_window
+    return (getattr(model, "jit_compile_default", True) and not config.data.bucket_window
+            and config.train.num_micro_batches == 1)
 
 
 def _remove_if_unused(path: Path) -> None:
@@ -275,7 +283,8 @@ class _Loop:
         model = self.trainer.model
         self.display.console.print(inspect.parameter_table(model, f"model {self.config.model.name}"))
         self.display.log(f"model {self.config.model.name}: {model.count_params():,} parameters")
-        inspect.write_run_start(self.writer, self.config, model, step=step)
+        spec = tf.TensorSpec([None, *self.x_train.shape[1:]], self.x_train.dtype, name="inputs")
+        inspect.write_run_start(self.writer, self.config, model, step=step, input_spec=spec)
 
     def _log_train(self, step: int) -> None:
         """Every `log_every` steps (and at the end): interval metrics to TensorBoard and display."""

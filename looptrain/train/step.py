@@ -1,8 +1,12 @@
 """The compiled train and eval steps, and the metric objects they update.
 
-The step is a `tf.function` around `tf.GradientTape`: the objective is the mean sparse softmax
-cross-entropy of the batch plus `sum(model.losses)` (regularisation). Metrics are Keras metric objects
-created once here, updated in the step, and read/reset by the loop at its own cadence.
+The step is a `tf.function` around `tf.GradientTape`: the objective is the batch mean of the
+per-example loss (`losses.make_loss_fn`: cross-entropy, optionally label-smoothed and class-weighted)
+plus `sum(model.losses)` (regularisation). With `num_micro_batches > 1` the batch is split into that
+many slices inside the step and their gradients are summed before the one optimizer update (gradient
+accumulation: the update of the whole batch, with the activation memory of one slice). Metrics are
+Keras metric objects created once here, updated in the step, and read/reset by the loop at its own
+cadence.
 
 Speed comes from three choices, all measured by `make bench`:
 - `train_loop(iterator, num_steps)` runs up to `num_steps` steps in ONE call (a `tf.while_loop` that
@@ -13,9 +17,9 @@ Speed comes from three choices, all measured by `make bench`:
 - Logits and loss are computed in float32 even when the layers compute in float16/bfloat16 (mixed
   precision); float16 also gets dynamic loss scaling from `make_optimizer`.
 
-A step whose loss or gradients are not finite changes nothing: no weight, optimizer slot or metric
-is updated, only `nonfinite_steps` is incremented (and the step and loss recorded). The loop then
-stops (and never saves NaN weights) or, with `train.on_nan = "skip"`, carries on with the next batch.
+A step whose loss or gradients are not finite changes nothing: no weight, optimizer slot or loss
+metric is updated, only `nonfinite_steps` is incremented (and the step and loss recorded). The loop
+then stops (and never saves NaN weights) or, with `train.on_nan = "skip"`, carries on.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from looptrain.train.losses import LossFn, cross_entropy
 
-def _per_example_loss(labels, logits):
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+_per_example_loss = cross_entropy  # the evaluation loss: plain cross-entropy
 
 
 class Trainer:
@@ -39,25 +43,34 @@ class Trainer:
         jit_compile: compile the update with XLA.
         stop_on_nonfinite: `train_loop` ends right after a non-finite step (else it goes on).
 
+    Args:
+        model, optimizer, step: what the step trains, updates with, and counts in.
+        loss_fn: per-example training loss (`losses.make_loss_fn`); plain cross-entropy by default.
+        num_micro_batches: gradient accumulation; each batch is split into this many slices.
+
     Attributes:
-        metrics: `{"loss", "accuracy"}` accumulated by the steps until `read_metrics(reset=True)`.
+        metrics: `{"loss", "accuracy", "grad_norm"}` (the global gradient norm before any
+            clipping) accumulated by the steps until `read_metrics(reset=True)`.
         nonfinite_steps: checkpointed count of steps whose loss or gradients were not finite (and
             whose update was therefore skipped); `last_nonfinite` holds the step and loss of the
             latest one.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                 step: tf.Variable, *, jit_compile: bool = False, stop_on_nonfinite: bool = True):
+                 step: tf.Variable, *, loss_fn: LossFn = cross_entropy, num_micro_batches: int = 1,
+                 jit_compile: bool = False, stop_on_nonfinite: bool = True):
         self.model = model
         self.optimizer = optimizer
         self.step = step
+        self.loss_fn, self.num_micro_batches = loss_fn, num_micro_batches
         self.stop_on_nonfinite = stop_on_nonfinite
         # Slots created inside the first trace would force a second trace, and a checkpoint restore
         # needs them to exist beforehand, so build them now.
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
         self.metrics = {"loss": keras.metrics.Mean(name="train_loss"),
-                        "accuracy": keras.metrics.SparseCategoricalAccuracy(name="train_accuracy")}
+                        "accuracy": keras.metrics.SparseCategoricalAccuracy(name="train_accuracy"),
+                        "grad_norm": keras.metrics.Mean(name="train_grad_norm")}
         self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
         self.last_nonfinite = {"step": tf.Variable(0, dtype=tf.int64, trainable=False),
                                "loss": tf.Variable(0.0, dtype=tf.float32, trainable=False)}
@@ -92,23 +105,30 @@ class Trainer:
 
     def _update_fn(self, x, y):
         variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            logits = tf.cast(self.model(x, training=True), tf.float32)
-            loss = tf.reduce_mean(_per_example_loss(y, logits))
-            if self.model.losses:
-                loss += tf.cast(tf.add_n(self.model.losses), tf.float32)
-            scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16, else as is
-        gradients = tape.gradient(scaled, variables)
+        if self.num_micro_batches > 1:
+            loss, gradients = self._accumulated_gradients(x, y)
+        else:
+            with tf.GradientTape() as tape:
+                logits = tf.cast(self.model(x, training=True), tf.float32)
+                loss = tf.reduce_mean(self.loss_fn(y, logits))
+                if self.model.losses:
+                    loss += tf.cast(tf.add_n(self.model.losses), tf.float32)
+                scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+            gradients = _dense(tape.gradient(scaled, variables))
+            self.metrics["accuracy"].update_state(y, logits)
+        norm = tf.linalg.global_norm(gradients)
         finite = tf.math.is_finite(loss)
-        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            # (A loss-scale optimizer expects overflowing gradients now and then: it skips those
-            # updates itself and lowers the scale, so only a non-finite loss counts there.)
-            finite &= tf.math.is_finite(tf.linalg.global_norm(gradients))
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # It expects overflowing gradients now and then: it skips those updates itself and
+            # lowers the scale, so only a non-finite loss counts here.
+            norm /= tf.cast(self.optimizer.dynamic_scale, norm.dtype)
+        else:
+            finite &= tf.math.is_finite(norm)
 
         def apply():
             self.optimizer.apply_gradients(zip(gradients, variables))
             self.metrics["loss"].update_state(loss)
-            self.metrics["accuracy"].update_state(y, logits)
+            self.metrics["grad_norm"].update_state(norm)
             return tf.constant(True)
 
         def skip():
@@ -121,6 +141,36 @@ class Trainer:
         self.step.assign_add(1)
         return loss
 
+    def _accumulated_gradients(self, x, y):
+        """The batch's objective and gradients, computed one slice of the batch at a time.
+
+        Each slice contributes its summed example losses divided by the whole batch size, plus
+        its share of the regularisation, so the slices add up to the batch's own objective and
+        gradients. Slices are `ceil(batch / num_micro_batches)` examples, and a small last batch
+        gets fewer slices rather than empty ones (an empty batch would give batch norm NaNs).
+        """
+        variables = self.model.trainable_variables
+        batch = tf.shape(y)[0]
+        size = (batch + self.num_micro_batches - 1) // self.num_micro_batches
+        num_slices = (batch + size - 1) // size
+        loss = tf.constant(0.0)
+        gradients = [tf.zeros_like(v) for v in variables]
+        for i in tf.range(num_slices):
+            xs, ys = x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]
+            with tf.GradientTape() as tape:
+                logits = tf.cast(self.model(xs, training=True), tf.float32)
+                part = tf.reduce_sum(self.loss_fn(ys, logits)) / tf.cast(batch, tf.float32)
+                if self.model.losses:
+                    part += tf.cast(tf.add_n(self.model.losses), tf.float32) / tf.cast(
+                        num_slices, tf.float32)
+                scaled = self.optimizer.scale_loss(part)
+            grads = tape.gradient(scaled, variables,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            gradients = [total + g for total, g in zip(gradients, _dense(grads))]
+            loss += part
+            self.metrics["accuracy"].update_state(ys, logits)
+        return loss, gradients
+
     def read_metrics(self, *, reset: bool) -> dict[str, float]:
         """The training metrics since the last reset, as Python floats."""
         values = {name: float(m.result()) for name, m in self.metrics.items()}
@@ -128,6 +178,17 @@ class Trainer:
             for metric in self.metrics.values():
                 metric.reset_state()
         return values
+
+
+def _dense(gradients):
+    """Gradients with every `IndexedSlices` (an embedding's) summed into a dense tensor.
+
+    An embedding's gradient holds one row per occurrence of a token in the batch. Keras 3's Adam
+    (its second moment) and its global-norm clipping square those rows before repeated ones are
+    added up, so a token seen twice got too large an update and the clipping norm came out too
+    small; summing the rows first gives the gradient's true value.
+    """
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
 
 
 class Evaluator:
@@ -156,11 +217,12 @@ class Evaluator:
         return {name: metric.result() for name, metric in self.metrics.items()}
 
 
-def make_optimizer(*, learning_rate: float, clip_norm: float,
+def make_optimizer(*, learning_rate, clip_norm: float,
                    precision: str = "float32") -> keras.optimizers.Optimizer:
     """Adam, with Keras' own global-norm clipping when `clip_norm > 0`.
 
-    Under `mixed_float16` it is wrapped in a `LossScaleOptimizer` (dynamic loss scaling), as
+    `learning_rate` is a float or a Keras schedule (`schedules.make_learning_rate`). Under
+    `mixed_float16` the optimizer is wrapped in a `LossScaleOptimizer` (dynamic loss scaling), as
     float16 gradients would otherwise underflow; bfloat16 has float32's range and needs none.
     """
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clip_norm or None)
