@@ -98,3 +98,21 @@ def image_dir(tmp_path_factory) -> Path:
 
     spec = images.ImageSpec(seed=5, num_train=120, num_val=40, num_test=40, size=12)
     return images.generate(tmp_path_factory.mktemp("data") / "images", spec)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(corpus_dir, tmp_path_factory) -> Path:
+    """configs/tiny.toml trained once (60 steps): the uninterrupted reference for resume tests.
+
+    Tests must not change it.
+    """
+    from rich.console import Console
+
+    from looptrain.train.loop import train_and_evaluate
+    from looptrain.train.progress import Display
+
+    config = config_lib.load_toml(ROOT / "configs" / "tiny.toml").replace(
+        {"data.data_dir": str(corpus_dir)})
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train_and_evaluate(config, run, display=Display(Console(file=open(os.devnull, "w"))))
+    return run

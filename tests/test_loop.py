@@ -87,7 +87,7 @@ def test_early_stopping_stops_after_patience_steps(tiny_config, tmp_path, quiet_
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-30")
 
 
-def test_resume_continues_at_the_saved_step(tiny_config, tmp_path, quiet_display):
+def test_resume_continues_at_the_saved_step(tiny_config, tmp_path, quiet_display, tiny_run):
     run = tmp_path / "run"
     # 37 steps stops mid-epoch (16 batches per epoch) with the last checkpoint at 37.
     first = train_and_evaluate(tiny_config.replace({"train.max_steps": 37}), run, display=quiet_display)
@@ -108,9 +108,7 @@ def test_resume_continues_at_the_saved_step(tiny_config, tmp_path, quiet_display
 
     # The resumed run ends exactly where an uninterrupted run ends: same data order, dropout
     # masks, optimizer state and early-stopping state, variable for variable.
-    straight = tmp_path / "straight"
-    train_and_evaluate(tiny_config.replace({"train.max_steps": 60}), straight, display=quiet_display)
-    names = assert_same_variables(ckpt60, tf.train.latest_checkpoint(str(straight / "checkpoints")))
+    names = assert_same_variables(ckpt60, tf.train.latest_checkpoint(str(tiny_run / "checkpoints")))
     assert any(n.startswith("random_state/") for n in names)
     assert any(n.startswith("optimizer/_variables/") for n in names)
 
@@ -198,13 +196,11 @@ def test_textrnn_trains_and_resumes_through_the_same_loop(tiny_config, tmp_path,
         for i in (0, 1) for w in ("bias", "kernel", "recurrent_kernel")]
 
 
-def test_steps_per_loop_changes_no_cadence_and_no_result(tiny_config, tmp_path, quiet_display):
-    runs = {}
-    for steps_per_loop in (3, 100):  # calls of 3,2,3,2... steps vs. calls ending at each event
-        run = tmp_path / f"spl{steps_per_loop}"
-        train_and_evaluate(tiny_config.replace({"train.steps_per_loop": steps_per_loop}), run,
-                           display=quiet_display)
-        runs[steps_per_loop] = run
+def test_steps_per_loop_changes_no_cadence_and_no_result(tiny_config, tmp_path, quiet_display,
+                                                         tiny_run):
+    # Calls of 3,2,3,2... steps against the default run's calls ending at each event (every 5).
+    runs = {3: tmp_path / "spl3", 100: tiny_run}
+    train_and_evaluate(tiny_config.replace({"train.steps_per_loop": 3}), runs[3], display=quiet_display)
     scalars = read_scalars(runs[3] / "logs")
     assert [s for s, _ in scalars["train/loss"]] == list(range(5, 61, 5))
     assert [s for s, _ in scalars["val/accuracy"]] == [20, 40, 60]

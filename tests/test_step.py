@@ -125,16 +125,19 @@ def test_mixed_precision_computes_in_half_and_keeps_float32_variables(tiny_confi
                                                                      tmp_path, quiet_display):
     from looptrain.train.loop import train_and_evaluate
 
-    config = tiny_config.replace({"train.precision": precision, "train.max_steps": 20})
+    config = tiny_config.replace({"train.precision": precision, "train.max_steps": 40,
+                                  "train.eval_every": 40})
     result = train_and_evaluate(config, tmp_path / "run", display=quiet_display)
-    assert result.step == 20 and result.best_value > 0.1  # it learns: chance is 0.1
+    # It learns (chance is 0.1), though float16's loss scaling first skips a few overflowing steps.
+    assert result.step == 40 and result.best_value > 0.15
     ckpt = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
     weights = {n: tf.train.load_variable(ckpt, n) for n, _ in tf.train.list_variables(ckpt)
                if n.startswith("model/") and n.endswith("VARIABLE_VALUE")}
     assert weights and all(w.dtype == np.float32 and np.isfinite(w).all() for w in weights.values())
     if precision == "mixed_float16":  # the loss-scale optimizer's state is checkpointed
         assert any("dynamic_scale" in n for n, _ in tf.train.list_variables(ckpt))
-    keras.config.set_dtype_policy("float32")
-    resumed = train_and_evaluate(config.replace({"train.max_steps": 25}), tmp_path / "run",
-                                 resume=True, display=quiet_display)
-    assert resumed.steps_run == 5
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+    if precision == "mixed_float16":
+        resumed = train_and_evaluate(config.replace({"train.max_steps": 45}), tmp_path / "run",
+                                     resume=True, display=quiet_display)
+        assert resumed.steps_run == 5
