@@ -23,8 +23,10 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from looptrain.config import Config
@@ -64,7 +66,7 @@ def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
 
     def dataset():
         return make_train_dataset(x, y, batch_size=config.train.batch_size, seed=config.train.seed,
-                                  num_epochs=epochs, bucket_window=config.data.bucket_window)
+                                  num_epochs=epochs, bucket_window=config.data.bucket_window).repeat()
 
     batch = config.train.batch_size
     # `fit` first: looptrain switches on op determinism (train.deterministic), which cannot be
@@ -144,7 +146,7 @@ def _fit(config: Config, corpus, dataset, plan: Plan, *, matched: bool) -> float
                   metrics=["accuracy"], **(options if matched else {}))
     timer = _EpochTimes()
     # Epoch 1 is the warm-up (tracing, XLA compilation); each later epoch is one timed window.
-    model.fit(dataset.repeat(), epochs=1 + plan.repeats, steps_per_epoch=plan.window,
+    model.fit(dataset, epochs=1 + plan.repeats, steps_per_epoch=plan.window,
               callbacks=[timer], verbose=0)
     return statistics.median(timer.seconds[1:]) / plan.window
 
@@ -200,6 +202,18 @@ def _time_calls(run, iterator, per_call: int, plan: Plan) -> float:
             result.numpy()
         seconds.append((time.perf_counter() - began) / (calls * per_call))
     return statistics.median(seconds)
+
+
+def make_vectors(directory: Path, *, dim: int = 32, num_classes: int = 10, seed: int = 0) -> Path:
+    """The `mlp` workload's data: GENERATED Gaussian clusters, `dim` features, as .npz array data."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(num_classes, dim)).astype(np.float32)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", 12_800), ("val", 1_280), ("test", 1_280)):
+        y = rng.integers(0, num_classes, size=count).astype(np.int32)
+        x = centers[y] + rng.normal(scale=1.5, size=(count, dim)).astype(np.float32)
+        np.savez(directory / f"{split}.npz", x=x, y=y)
+    return directory
 
 
 def report(results: dict[str, dict[str, float]], console=None) -> None:

@@ -121,16 +121,12 @@ def test_convnet_config_trains_on_arrays(image_dir, tmp_path, capsys):
     assert "step 3" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("config, message", [
-    ("textcnn.toml", "'model.name' is 'textcnn', a model for text (label<TAB>text files), but the data "
-                     "is arrays (.npz files); models for it: convnet, mlp"),
-])
-def test_a_text_model_on_arrays_is_refused_before_anything_is_written(image_dir, tmp_path, capsys,
-                                                                        config, message):
+def test_a_text_model_on_arrays_is_refused_before_anything_is_written(image_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert run_main(train_main, _args(config, image_dir, run)) == 2
+    assert run_main(train_main, _args("textcnn.toml", image_dir, run)) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert ("'model.name' is 'textcnn', a model for text (label<TAB>text files), but the data is "
+            "arrays (.npz files); models for it: convnet, mlp") in err and err.count("\n") == 1
     assert not run.exists()
 
 

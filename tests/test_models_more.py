@@ -10,7 +10,7 @@ from looptrain.config import ModelConfig
 from looptrain.data.pipeline import make_eval_dataset, make_train_dataset
 from looptrain.errors import ConfigError
 from looptrain.models import build_model, create_model, registered_names
-from looptrain.models.layers import CharNgramBag
+from looptrain.models.layers import CharNgramBag, masked_max_over_time
 from looptrain.train.checkpoint import check_tracked, random_state_variables
 from looptrain.train.loop import train_and_evaluate
 from looptrain.train.step import Evaluator, Trainer, make_optimizer
@@ -93,6 +93,13 @@ def test_bidirectional_output_does_not_depend_on_padding(cell):
         np.testing.assert_allclose(model(np.array(padded, np.int32)).numpy(), out, rtol=1e-5, atol=1e-6)
     # The backward direction sees the text too: reversing it changes the output.
     assert not np.allclose(model(np.array([tokens[::-1] + [0] * 2], np.int32)).numpy(), out, atol=1e-4)
+
+
+def test_masked_max_over_time_ignores_padding_steps():
+    h = tf.constant([[[-3.0, 1.0], [-2.0, 0.5], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])
+    mask = tf.constant([[True, True, False], [False, False, False]])
+    # The padding step's zeros would win over -2; an all-padding text pools to zeros, not -inf.
+    np.testing.assert_array_equal(masked_max_over_time(h, mask).numpy(), [[-2.0, 1.0], [0.0, 0.0]])
 
 
 def test_char_ngram_bag_ignores_padding_and_ngrams_carry_order():

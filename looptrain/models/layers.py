@@ -10,6 +10,7 @@ a `.keras` file. fastText (`fasttext.py`) is built on it.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 # A rolling polynomial hash modulo a Mersenne prime: exact in int64 (h < 2^31, h * _BASE < 2^52),
@@ -25,6 +26,18 @@ def kernel_regularizer(l1: float, l2: float) -> keras.regularizers.Regularizer |
     the objective.
     """
     return keras.regularizers.L1L2(l1=l1, l2=l2) if l1 or l2 else None
+
+
+def masked_max_over_time(sequences, mask):
+    """Max over time `[batch, time, features] -> [batch, features]` of the unmasked steps only.
+
+    Padding steps are excluded rather than zeroed, so the result does not depend on how much
+    padding there is (a zero would win over all-negative features); an all-padding sequence gives 0.
+    """
+    keep = ops.expand_dims(mask, -1)
+    lowest = ops.convert_to_tensor(float(np.finfo(np.float32).min), sequences.dtype)
+    pooled = ops.max(ops.where(keep, sequences, lowest), axis=1)
+    return ops.where(ops.any(keep, axis=1), pooled, ops.zeros_like(pooled))
 
 
 @keras.saving.register_keras_serializable(package="looptrain")
