@@ -25,15 +25,17 @@ from looptrain.train.progress import Display
 from looptrain.train.signals import StopSignals
 from test_loop import read_scalars
 
+# XLA on, as users get it with TextCNN (tiny.toml turns it off to keep the other tests fast).
 LONG = {"train.num_epochs": 40, "train.max_steps": 400, "train.checkpoint_every": 10,
-        "train.eval_every": 50}
+        "train.eval_every": 50, "train.jit_compile": "on"}
 
 
 def _train_cmd(config, run, *, resume=False):
     flags = ["--run-dir", str(run)]
     flags += ["--resume"] if resume else [
         "--config", str(ROOT / "configs" / "tiny.toml"), "--data-dir", config.data.data_dir,
-        "--epochs", "40", "--max-steps", "400", "--checkpoint-every", "10", "--eval-every", "50"]
+        "--epochs", "40", "--max-steps", "400", "--checkpoint-every", "10", "--eval-every", "50",
+        "--set", "train.jit_compile=on"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *flags],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

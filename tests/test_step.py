@@ -141,3 +141,21 @@ def test_mixed_precision_computes_in_half_and_keeps_float32_variables(tiny_confi
         resumed = train_and_evaluate(config.replace({"train.max_steps": 45}), tmp_path / "run",
                                      resume=True, display=quiet_display)
         assert resumed.steps_run == 5
+
+
+def test_auto_xla_is_on_where_it_compiles_and_helps():
+    from looptrain.config import Config
+    from looptrain.models import create_model
+    from looptrain.train.loop import use_jit
+
+    def resolved(overrides, kind="text"):
+        config = Config().replace(overrides)
+        return use_jit(config, create_model(config.model, vocab_size=50, num_classes=3, data_kind=kind))
+
+    assert resolved({}) is True  # the reference TextCNN
+    assert resolved({"train.jit_compile": "off"}) is False
+    assert resolved({"model.name": "textrnn"}) is False  # masked recurrences
+    assert resolved({"model.name": "textrnn", "train.jit_compile": "on"}) is True
+    assert resolved({"data.bucket_window": 8}) is False  # a shape per length
+    assert resolved({"train.num_micro_batches": 2}) is False  # slices of data-dependent size
+    assert resolved({"model.name": "convnet"}, kind="arrays") is False  # MaxPool gradient
