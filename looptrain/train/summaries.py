@@ -20,6 +20,7 @@ class SummaryWriter:
     def __init__(self, logdir: Path):
         self.logdir = Path(logdir)
         self._writers: dict[str, tf.summary.SummaryWriter] = {}
+        self._compiled: dict[tuple, tf.types.experimental.GenericFunction] = {}
 
     def _writer(self, split: str) -> tf.summary.SummaryWriter:
         if split not in self._writers:
@@ -28,10 +29,35 @@ class SummaryWriter:
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Writes each `split/name: value` at `step`."""
+        self._write("scalar", step, values)
+
+    def _write(self, kind: str, step: int, values: dict) -> None:
+        """Writes all `values` of one kind in one compiled call per split.
+
+        Eager `tf.summary` calls cost ~0.3 ms each; a fast model logging a handful of scalars (or a
+        dozen histograms) every 100 steps would lose a tenth of its speed to them. Each distinct set
+        of tags is traced once.
+        """
+        by_split: dict[str, dict] = {}
         for key, value in values.items():
-            split = key.partition("/")[0]
-            with self._writer(split).as_default():
-                tf.summary.scalar(key, value, step=step)
+            by_split.setdefault(key.partition("/")[0], {})[key] = value
+        for split, items in by_split.items():
+            signature = (kind, split, tuple(items))
+            if signature not in self._compiled:
+                self._compiled[signature] = tf.function(self._writer_fn(kind, split, tuple(items)))
+            # Tensors, not Python numbers: a Python float argument would retrace on every value.
+            self._compiled[signature](tf.constant(step, tf.int64),
+                                      [tf.convert_to_tensor(v, tf.float32) for v in items.values()])
+
+    def _writer_fn(self, kind: str, split: str, keys: tuple[str, ...]):
+        summary = {"scalar": tf.summary.scalar, "histogram": tf.summary.histogram}[kind]
+        writer = self._writer(split)
+
+        def write(step, values):
+            with writer.as_default():
+                for key, value in zip(keys, values):
+                    summary(key, value, step=step)
+        return write
 
     def text(self, step: int, key: str, markdown: str) -> None:
         """Writes Markdown text (TensorBoard's text dashboard) under the tag `key`."""
@@ -45,9 +71,7 @@ class SummaryWriter:
 
     def histograms(self, step: int, values: dict[str, np.ndarray]) -> None:
         """Writes a histogram of each `split/name: array` at `step`."""
-        for key, value in values.items():
-            with self._writer(key.partition("/")[0]).as_default():
-                tf.summary.histogram(key, value, step=step)
+        self._write("histogram", step, values)
 
     def as_default(self, split: str):
         """A context in which `logdir/<split>` is the default `tf.summary` writer.
