@@ -12,12 +12,12 @@ it say nothing about real images.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from looptrain.files import atomic_directory, made_from
 
 CLASSES = ("horizontal", "vertical", "diagonal", "antidiagonal", "ring", "disc", "plus", "cross")
 
@@ -47,11 +47,8 @@ def generate(out_dir: str | Path, spec: ImageSpec = ImageSpec()) -> Path:
     Returns:
         The output directory.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_directory(out_dir) as tmp:
         for split, count in (("train", spec.num_train), ("val", spec.num_val), ("test", spec.num_test)):
             x, y = make_images(rng, spec, count)
             extra = {"labels": np.array(CLASSES)} if split == "train" else {}
@@ -59,25 +56,13 @@ def generate(out_dir: str | Path, spec: ImageSpec = ImageSpec()) -> Path:
         manifest = {"synthetic": True, "classes": list(CLASSES), "spec": asdict(spec)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.txt").write_text(_README, encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
 
 
 def ensure(out_dir: str | Path, spec: ImageSpec = ImageSpec()) -> Path:
     """Generates the images into `out_dir` unless its manifest says they were made from `spec`."""
-    out_dir = Path(out_dir)
-    try:
-        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
-        complete = all((out_dir / f"{s}.npz").is_file() for s in ("train", "val", "test"))
-        if complete and manifest.get("spec") == asdict(spec):
-            return out_dir
-    except (OSError, ValueError):
-        pass
+    if made_from(out_dir, asdict(spec), [f"{s}.npz" for s in ("train", "val", "test")]):
+        return Path(out_dir)
     return generate(out_dir, spec)
 
 

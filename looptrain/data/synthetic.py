@@ -15,12 +15,12 @@ Validation accuracy therefore climbs over several evaluations instead of saturat
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from looptrain.files import atomic_directory, made_from
 
 CATEGORIES = ("体育", "财经", "房产", "家居", "教育", "科技", "时尚", "时政", "游戏", "娱乐")
 # Pairs whose vocabularies overlap, as related news sections do.
@@ -62,12 +62,9 @@ def generate(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path
     Returns:
         The output directory.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     vocab = _make_vocabulary(rng, spec)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_directory(out_dir) as tmp:
         for split, count in (("train", spec.num_train), ("val", spec.num_val), ("test", spec.num_test)):
             lines = [_document(rng, spec, vocab) for _ in range(count)]
             (tmp / f"{split}.txt").write_text("".join(lines), encoding="utf-8")
@@ -75,25 +72,13 @@ def generate(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
                                            encoding="utf-8")
         (tmp / "README.txt").write_text(_README, encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
 
 
 def ensure(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
     """Generates the corpus into `out_dir` unless its manifest says it was made from `spec`."""
-    out_dir = Path(out_dir)
-    try:
-        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
-        complete = all((out_dir / f"{s}.txt").is_file() for s in ("train", "val", "test"))
-        if complete and manifest.get("spec") == asdict(spec):
-            return out_dir
-    except (OSError, ValueError):
-        pass
+    if made_from(out_dir, asdict(spec), [f"{s}.txt" for s in ("train", "val", "test")]):
+        return Path(out_dir)
     return generate(out_dir, spec)
 
 
