@@ -13,11 +13,13 @@ For each workload, in ONE process, on the same model class, data, batch size and
 - `pipeline`: the input pipeline alone, drained inside a compiled loop as the step drains it.
 
 Each figure is the median of several timed windows after a warm-up (tracing and XLA compilation
-happen in the warm-up). Examples/s counts `batch_size` per step.
+happen in the warm-up), the variants' windows interleaved (see `bench_workload`). Examples/s
+counts `batch_size` per step.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import tempfile
@@ -55,7 +57,13 @@ def steps_per_call(config: Config) -> int:
 
 
 def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
-    """Examples/second of every variant on `config`'s model and training data, plus peak RSS (MB)."""
+    """Examples/second of every variant on `config`'s model and training data, plus peak RSS (MB).
+
+    The variants' windows are interleaved: each time looptrain's training reaches a window boundary
+    (between two of its compiled calls), every other variant runs one window of its own. Load on
+    the machine then changes all variants alike, and the ratios hold even where the absolute speeds
+    drift by 20 % (a 2-core VM).
+    """
     data_dir = resolve_data_dir(config.data.data_dir, config.data.embedded)
     config = config.replace({"data.data_dir": str(data_dir)})
     corpus = load_corpus(data_dir, seq_length=config.data.seq_length,
@@ -68,55 +76,68 @@ def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
         return make_train_dataset(x, y, batch_size=config.train.batch_size, seed=config.train.seed,
                                   num_epochs=epochs, bucket_window=config.data.bucket_window).repeat()
 
+    # Everything runs in looptrain's determinism state (train.deterministic, on by default), which
+    # cannot be switched off once on; under it Keras also keeps `fit` off XLA (on GPU hosts).
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    others = {"fit_default": _Fit(config, corpus, dataset(), matched=False),
+              "fit_matched": _Fit(config, corpus, dataset(), matched=True),
+              "bare": _Bare(config, corpus, dataset()),
+              "pipeline": _Pipeline(dataset())}
+    for variant in others.values():
+        variant.warm_up(plan.warmup)
+    seconds = {"looptrain": _looptrain(config, plan, epochs, others)}
+    seconds.update({name: statistics.median(v.seconds) for name, v in others.items()})
     batch = config.train.batch_size
-    # `fit` first: looptrain switches on op determinism (train.deterministic), which cannot be
-    # switched off again and which makes Keras turn XLA off for `fit` (jit_compile="auto" and even
-    # True). A fit user's process has it off, so `fit` is measured that way; `bare` runs after
-    # looptrain, in the same state as looptrain.
-    rates = {
-        "fit_default": _fit(config, corpus, dataset(), plan, matched=False),
-        "fit_matched": _fit(config, corpus, dataset(), plan, matched=True),
-        "looptrain": _looptrain(config, plan, epochs),
-        "bare": _bare(config, corpus, dataset(), plan),
-        "pipeline": _pipeline(dataset(), plan),
-    }
-    result = {f"{name}_ex_s": round(batch / seconds, 1) for name, seconds in rates.items()}
+    result = {f"{name}_ex_s": round(batch / s, 1) for name, s in seconds.items()}
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
 
-class _CallTimes(Display):
-    """A silent display that records when each compiled call ended (the loop reports every call)."""
+class _Interleaved(Display):
+    """A silent display that times looptrain's windows and runs the other variants' in between.
 
-    def __init__(self):
+    The loop reports every compiled call to its display; at each window boundary this one runs a
+    window of every other variant, and looptrain's clock restarts after them.
+    """
+
+    def __init__(self, plan: Plan, others: dict):
         from rich.console import Console
 
-        super().__init__(Console(file=open("/dev/null", "w")))
-        self.times: dict[int, float] = {}
+        super().__init__(Console(file=open(os.devnull, "w")))
+        self.plan, self.others = plan, others
+        self.marks = [plan.warmup + i * plan.window for i in range(plan.repeats + 1)]
+        self.seconds: list[float] = []  # per step, one entry per window
+        self._done: set[int] = set()
+        self._resumed = 0.0
 
     def update(self, step: int, **fields) -> None:
-        self.times[step] = time.perf_counter()
+        ended = time.perf_counter()
+        super().update(step, **fields)  # a user's display costs this too
+        if step not in self.marks or step in self._done:
+            return
+        self._done.add(step)
+        if step != self.marks[0]:
+            self.seconds.append((ended - self._resumed) / self.plan.window)
+        if step != self.marks[-1]:
+            for variant in self.others.values():
+                variant.window(self.plan.window)
+        self._resumed = time.perf_counter()
 
 
-def _windows(times: dict[int, float], plan: Plan) -> float:
-    """Median seconds per step over the timed windows."""
-    marks = [plan.warmup + i * plan.window for i in range(plan.repeats + 1)]
-    missing = [m for m in marks if m not in times]
-    if missing:
-        raise RuntimeError(f"no call ended at steps {missing}; choose windows on call boundaries")
-    return statistics.median((times[b] - times[a]) / plan.window for a, b in zip(marks, marks[1:]))
-
-
-def _looptrain(config: Config, plan: Plan, epochs: int) -> float:
+def _looptrain(config: Config, plan: Plan, epochs: int, others: dict) -> float:
     total = plan.warmup + plan.window * plan.repeats
     # Evaluation and checkpoints only after the measured steps: `fit` and `bare` do neither.
     run_config = config.replace({"train.max_steps": total + 1, "train.num_epochs": epochs,
                                  "train.eval_every": total + 1, "train.checkpoint_every": total + 1,
                                  "train.patience": total + 1})
-    display = _CallTimes()
+    display = _Interleaved(plan, others)
     with tempfile.TemporaryDirectory(prefix="looptrain-bench-") as tmp:
         train_and_evaluate(run_config, f"{tmp}/run", display=display)
-    return _windows(display.times, plan)
+    if len(display.seconds) != plan.repeats:
+        raise RuntimeError(f"looptrain's calls ended at {len(display.seconds) + 1} of the window "
+                           f"steps {display.marks}; choose windows on call boundaries")
+    return statistics.median(display.seconds)
 
 
 def _new_model(config: Config, corpus) -> keras.Model:
@@ -136,22 +157,56 @@ class _EpochTimes(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._began)
 
 
-def _fit(config: Config, corpus, dataset, plan: Plan, *, matched: bool) -> float:
-    model = _new_model(config, corpus)
-    options = {"jit_compile": use_jit(config, model), "steps_per_execution": steps_per_call(config)}
-    model.compile(optimizer=make_optimizer(learning_rate=config.train.learning_rate,
-                                           clip_norm=config.train.clip_norm,
-                                           precision=config.train.precision),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], **(options if matched else {}))
-    timer = _EpochTimes()
-    # Epoch 1 is the warm-up (tracing, XLA compilation); each later epoch is one timed window.
-    model.fit(dataset, epochs=1 + plan.repeats, steps_per_epoch=plan.window,
-              callbacks=[timer], verbose=0)
-    return statistics.median(timer.seconds[1:]) / plan.window
+class _Fit:
+    """`model.fit`, one epoch of `steps` steps per window (the compiled train function is kept)."""
+
+    def __init__(self, config: Config, corpus, dataset, *, matched: bool):
+        self.model = _new_model(config, corpus)
+        options = {"jit_compile": use_jit(config, self.model),
+                   "steps_per_execution": steps_per_call(config)}
+        self.model.compile(optimizer=make_optimizer(learning_rate=config.train.learning_rate,
+                                                    clip_norm=config.train.clip_norm,
+                                                    precision=config.train.precision),
+                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                           metrics=["accuracy"], **(options if matched else {}))
+        self.dataset, self.seconds = dataset, []
+
+    def warm_up(self, steps: int) -> None:  # tracing (and XLA compilation)
+        self._fit(steps)
+
+    def window(self, steps: int) -> None:
+        self.seconds.append(self._fit(steps) / steps)
+
+    def _fit(self, steps: int) -> float:
+        timer = _EpochTimes()
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+        return timer.seconds[0]
 
 
-def _bare(config: Config, corpus, dataset, plan: Plan) -> float:
+class _Calls:
+    """A compiled `run(iterator, num_steps)` timed over whole windows of calls."""
+
+    def __init__(self, run, dataset, per_call: int, *, min_window: int = 0):
+        self.run, self.iterator, self.per_call = run, iter(dataset), per_call
+        self.min_window = min_window  # steps: windows shorter than this are too short to time
+        self.seconds: list[float] = []
+
+    def warm_up(self, steps: int) -> None:  # the first call traces and compiles
+        for _ in range(max(1, steps // self.per_call)):
+            self.run(self.iterator, tf.constant(self.per_call))
+
+    def window(self, steps: int) -> None:
+        calls = max(1, max(steps, self.min_window) // self.per_call)
+        began = time.perf_counter()
+        for _ in range(calls):
+            result = self.run(self.iterator, tf.constant(self.per_call))
+        if result is not None:
+            result.numpy()
+        self.seconds.append((time.perf_counter() - began) / (calls * self.per_call))
+
+
+def _Bare(config: Config, corpus, dataset) -> _Calls:
+    """The practical limit: the same update and steps per call, and nothing else."""
     model = _new_model(config, corpus)
     optimizer = make_optimizer(learning_rate=config.train.learning_rate,
                                clip_norm=config.train.clip_norm, precision=config.train.precision)
@@ -173,10 +228,11 @@ def _bare(config: Config, corpus, dataset, plan: Plan) -> float:
         for _ in tf.range(num_steps):
             update(*next(iterator))
 
-    return _time_calls(run, iter(dataset), steps_per_call(config), plan)
+    return _Calls(run, dataset, steps_per_call(config))
 
 
-def _pipeline(dataset, plan: Plan) -> float:
+def _Pipeline(dataset) -> _Calls:
+    """The input pipeline alone, drained inside a compiled loop as the step drains it."""
     @tf.function
     def run(iterator, num_steps):
         total = tf.constant(0, tf.int64)
@@ -185,23 +241,7 @@ def _pipeline(dataset, plan: Plan) -> float:
             total += tf.cast(tf.reduce_sum(y), tf.int64)
         return total
 
-    return _time_calls(run, iter(dataset), plan.window, plan)
-
-
-def _time_calls(run, iterator, per_call: int, plan: Plan) -> float:
-    """Median seconds per step of `run(iterator, per_call)` over the windows, after the warm-up."""
-    calls = max(1, plan.window // per_call)
-    for _ in range(max(1, plan.warmup // per_call)):  # the first call traces and compiles
-        run(iterator, tf.constant(per_call))
-    seconds = []
-    for _ in range(plan.repeats):
-        began = time.perf_counter()
-        for _ in range(calls):
-            result = run(iterator, tf.constant(per_call))
-        if result is not None:
-            result.numpy()
-        seconds.append((time.perf_counter() - began) / (calls * per_call))
-    return statistics.median(seconds)
+    return _Calls(run, dataset, 100, min_window=1000)
 
 
 def make_vectors(directory: Path, *, dim: int = 32, num_classes: int = 10, seed: int = 0) -> Path:
