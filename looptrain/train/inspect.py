@@ -80,12 +80,18 @@ def write_run_start(writer: SummaryWriter, config: Config, model: keras.Model, *
 
 
 class HistogramProbe:
-    """Writes weight and gradient histograms (and gradient norms) of a model on a fixed batch."""
+    """Writes weight and gradient histograms (and gradient norms) of a model on a fixed batch.
+
+    Gradients, histograms and norms are one compiled call that writes straight into the summary
+    file: pulling a dozen tensors to numpy and back cost a fast model (the tiny MLP) a fifth of
+    its speed at one probe per 100 steps.
+    """
 
     def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
         self.model = model
         self.x, self.y = tf.constant(x), tf.constant(y)
         self.gradients = tf.function(self._gradients)
+        self._writes: dict[int, tf.types.experimental.GenericFunction] = {}
 
     def _gradients(self, x, y):
         with tf.GradientTape() as tape:
@@ -99,16 +105,22 @@ class HistogramProbe:
         return [tf.convert_to_tensor(g) for g in gradients]
 
     def write(self, writer: SummaryWriter, step: int) -> None:
+        """Writes the histograms and norms at `step` into `writer`'s `train` split."""
+        if id(writer) not in self._writes:  # one trace per writer (its resource is captured)
+            self._writes[id(writer)] = tf.function(lambda step: self._write(writer, step))
+        self._writes[id(writer)](tf.constant(step, tf.int64))
+
+    def _write(self, writer: SummaryWriter, step):
         variables = self.model.trainable_variables
-        gradients = [g.numpy() for g in self.gradients(self.x, self.y)]
-        histograms, norms = {}, {}
-        for variable, gradient in zip(variables, gradients):
-            histograms[f"train/weights/{variable.path}"] = variable.numpy()
-            histograms[f"train/gradients/{variable.path}"] = gradient
-            norms[f"train/gradient_norm/{variable.path}"] = float(np.linalg.norm(gradient))
-        norms["train/gradient_norm/global"] = float(np.sqrt(sum(n * n for n in norms.values())))
-        writer.histograms(step, histograms)
-        writer.scalars(step, norms)
+        gradients = self.gradients(self.x, self.y)
+        with writer.as_default("train"):
+            for variable, gradient in zip(variables, gradients):
+                tf.summary.histogram(f"train/weights/{variable.path}", variable, step=step)
+                tf.summary.histogram(f"train/gradients/{variable.path}", gradient, step=step)
+                tf.summary.scalar(f"train/gradient_norm/{variable.path}", tf.norm(gradient),
+                                  step=step)
+            tf.summary.scalar("train/gradient_norm/global", tf.linalg.global_norm(gradients),
+                              step=step)
 
 
 def make_histogram_probe(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray,
