@@ -25,6 +25,7 @@ TRAIN_FLAGS = {
     "learning_rate": "train.learning_rate", "seed": "train.seed", "eval_every": "train.eval_every",
     "checkpoint_every": "train.checkpoint_every", "patience": "train.patience",
     "on_nan": "train.on_nan", "deterministic": "train.deterministic",
+    "strategy": "train.strategy", "num_devices": "train.num_devices",
 }
 
 
@@ -66,6 +67,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="train.on_nan: stop on a non-finite loss/gradient (default) or skip the batch")
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
                    help="train.deterministic: TensorFlow op determinism (default on)")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                   help="train.strategy: tf.distribute strategy (multiworker: see launch_local.py)")
+    p.add_argument("--num-devices", type=int, metavar="N",
+                   help="train.num_devices: devices for --strategy mirrored (logical CPUs without GPUs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config key, e.g. --set model.dropout=0.3 (repeatable)")

@@ -90,8 +90,13 @@ class TrainConfig:
     steps_per_loop: int = _field(100, low=1, doc="most steps per compiled call (calls also end at "
                                                   "every log, eval and checkpoint step)")
     jit_compile: str = _field("auto", choices=("auto", "on", "off"),
-                              doc="XLA for the train/eval steps; auto = on except for RNNs and "
-                                  "length-bucketed input")
+                              doc="XLA for the train/eval steps; auto = on with a GPU/TPU, except "
+                                  "for RNNs and length-bucketed input (off on CPU: slower there)")
+    strategy: str = _field("default", choices=("default", "mirrored", "multiworker"),
+                           doc="tf.distribute: one device, the devices of this host, or several "
+                               "workers (TF_CONFIG, see scripts/launch_local.py)")
+    num_devices: int = _field(0, low=0, doc="devices for mirrored: the first N GPUs (0 = all), or N "
+                                            "logical CPU devices on a host without GPUs")
     precision: str = _field("float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
                             doc="layer compute dtype; variables, logits and loss stay float32")
     histogram_every: int = _field(
@@ -253,7 +258,7 @@ RESUMABLE_KEYS = frozenset({
     "data.data_dir", "train.num_epochs", "train.max_steps", "train.eval_every",
     "train.checkpoint_every", "train.log_every", "train.patience", "train.keep_checkpoints",
     "train.on_nan", "train.deterministic", "train.steps_per_loop", "train.jit_compile",
-    "train.histogram_every",
+    "train.histogram_every", "train.strategy", "train.num_devices",
 })
 
 

@@ -82,3 +82,22 @@ def test_eval_by_length_covers_every_example_once(ragged):
     batches = list(make_eval_dataset(x, y, batch_size=8, by_length=True))
     assert sorted(np.concatenate([by.numpy() for _, by in batches]).tolist()) == list(range(60))
     assert [bx.shape[1] for bx, _ in batches] == sorted(bx.shape[1] for bx, _ in batches)
+
+
+@pytest.mark.parametrize("total,per_pipeline", [(2, 2), (4, 2), (3, 1)])
+def test_replica_slices_put_every_global_batch_back_together(arrays, total, per_pipeline):
+    from looptrain.train.distribute import Replicas
+
+    common = dict(batch_size=B, seed=5, num_epochs=2, start_step=1)
+    batches = _labels(make_train_dataset(*arrays, **common))  # global batches [4, 4, 2, 4, 4, 2]
+    pipelines = [list(make_train_dataset(*arrays, **common, replicas=Replicas(first, per_pipeline, total)))
+                 for first in range(0, total, per_pipeline)]
+    for step, batch in enumerate(batches):
+        slices = [element for pipeline in pipelines
+                  for element in pipeline[step * per_pipeline:(step + 1) * per_pipeline]]
+        assert sum((y.numpy().tolist() for _, y, _ in slices), []) == batch  # in order, all of it
+        assert {int(n) for _, _, n in slices} == {len(batch)}  # each knows the global batch size
+        sizes = [len(y) for _, y, _ in slices]
+        assert max(sizes) - min(sizes) <= 1  # nearly equal; 3 replicas of 2 leave one empty
+        for x, y, _ in slices:
+            np.testing.assert_array_equal(x.numpy(), arrays[0][y.numpy()].reshape(-1, L))

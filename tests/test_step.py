@@ -150,11 +150,14 @@ def test_auto_xla_is_on_where_it_compiles_and_helps():
     from looptrain.models import create_model
     from looptrain.train.loop import use_jit
 
-    def resolved(overrides, kind="text"):
+    def resolved(overrides, kind="text", accelerator=True):
         config = Config().replace(overrides)
-        return use_jit(config, create_model(config.model, vocab_size=50, num_classes=3, data_kind=kind))
+        model = create_model(config.model, vocab_size=50, num_classes=3, data_kind=kind)
+        return use_jit(config, model, accelerator=accelerator)
 
-    assert resolved({}) is True  # the reference TextCNN
+    assert resolved({}) is True  # the reference TextCNN on a GPU
+    assert resolved({}, accelerator=False) is False  # XLA is slower on CPU (make bench)
+    assert resolved({"train.jit_compile": "on"}, accelerator=False) is True
     assert resolved({"train.jit_compile": "off"}) is False
     assert resolved({"model.name": "textrnn"}) is False  # masked recurrences
     assert resolved({"model.name": "textrnn", "train.jit_compile": "on"}) is True

@@ -31,7 +31,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int, num_epochs: int,
-                       start_step: int = 0, bucket_window: int = 0) -> tf.data.Dataset:
+                       start_step: int = 0, bucket_window: int = 0, replicas=None) -> tf.data.Dataset:
     """Shuffled `(x, y)` batches for `num_epochs` epochs, starting at global step `start_step`.
 
     Args:
@@ -43,6 +43,10 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: i
         start_step: batches already consumed; the stream resumes exactly after them.
         bucket_window: 0, or length bucketing for padded sequences (see `_bucketed_batches`):
             batches of similar lengths, trimmed to their longest text.
+        replicas: None, or the `distribute.Replicas` this pipeline feeds: each global batch then
+            becomes `replicas.local` elements `(x_slice, y_slice, batch_size_of_the_global_batch)`,
+            the slices of replicas `first, first + 1, ...` of a cut into `replicas.total` nearly
+            equal parts (a partial last batch too; a replica may get an empty slice).
 
     Returns:
         A dataset of `(x_batch, y_batch)` whose element spec has an unknown batch dimension (and an
@@ -70,7 +74,18 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: i
     gather = _gather_trimmed if bucket_window else _gather
     dataset = dataset.map(lambda i: gather(features, labels, lengths, i),
                           num_parallel_calls=_PARALLEL_CALLS, deterministic=True)
+    if replicas is not None:
+        dataset = dataset.flat_map(lambda xb, yb: _replica_slices(xb, yb, replicas))
     return _finish(dataset)
+
+
+def _replica_slices(x, y, replicas):
+    """This pipeline's replicas' slices of one global batch, with the global batch size."""
+    size = tf.shape(y, out_type=tf.int64)[0]
+    index = tf.range(replicas.first, replicas.first + replicas.local, dtype=tf.int64)
+    starts, ends = index * size // replicas.total, (index + 1) * size // replicas.total
+    return tf.data.Dataset.from_tensor_slices((starts, ends)).map(
+        lambda start, end: (x[start:end], y[start:end], size))
 
 
 def _lengths(x: np.ndarray) -> np.ndarray:

@@ -124,8 +124,12 @@ class Checkpoints:
                 shutil.rmtree(old, ignore_errors=True)
         return str(self.run_path / "best" / Path(path).name)
 
-    def restore_latest(self) -> tuple[str | None, list[str]]:
+    def restore_latest(self, directory: Path | None = None) -> tuple[str | None, list[str]]:
         """Restores the newest readable checkpoint into the (already built) objects.
+
+        Args:
+            directory: where the checkpoints are (default: this run's; a non-chief worker reads
+                the chief's).
 
         Returns:
             The checkpoint restored (None when the run was killed before its first checkpoint was
@@ -135,9 +139,14 @@ class Checkpoints:
         Raises:
             RunDirError: no checkpoint can be read, or none matches the model.
         """
-        candidates = _checkpoint_candidates(Path(self.manager.directory), self.manager.checkpoints)
+        if directory is None or Path(directory) == Path(self.manager.directory):
+            directory, listed = Path(self.manager.directory), self.manager.checkpoints
+        else:
+            state = tf.train.get_checkpoint_state(str(directory))
+            listed = list(state.all_model_checkpoint_paths) if state else []
+        candidates = _checkpoint_candidates(Path(directory), listed)
         if not candidates:
-            return None, [f"{self.manager.directory}: no complete checkpoint; starting from step 0"]
+            return None, [f"{directory}: no complete checkpoint; starting from step 0"]
         warnings, first_error = [], None
         for path in candidates:
             try:

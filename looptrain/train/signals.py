@@ -20,6 +20,7 @@ class StopSignals:
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    STOP_ORDER = (signal.SIGTERM, signal.SIGINT)  # the one reported when workers got different ones
 
     def __init__(self):
         self.requested: int | None = None  # the first signal received

@@ -27,6 +27,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from looptrain.errors import ConfigError
 from looptrain.train.losses import LossFn, cross_entropy
 
 _per_example_loss = cross_entropy  # the evaluation loss: plain cross-entropy
@@ -58,10 +59,12 @@ class Trainer:
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  step: tf.Variable, *, loss_fn: LossFn = cross_entropy, num_micro_batches: int = 1,
-                 jit_compile: bool = False, stop_on_nonfinite: bool = True):
+                 jit_compile: bool = False, stop_on_nonfinite: bool = True,
+                 strategy: tf.distribute.Strategy | None = None):
         self.model = model
         self.optimizer = optimizer
         self.step = step
+        self.strategy = strategy
         self.loss_fn, self.num_micro_batches = loss_fn, num_micro_batches
         self.stop_on_nonfinite = stop_on_nonfinite
         # Slots created inside the first trace would force a second trace, and a checkpoint restore
@@ -76,7 +79,16 @@ class Trainer:
         self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
         self.last_nonfinite = {"step": tf.Variable(0, dtype=tf.int64, trainable=False),
                                "loss": tf.Variable(0.0, dtype=tf.float32, trainable=False)}
-        self._update = tf.function(self._update_fn, jit_compile=jit_compile)
+        if strategy is None:
+            self._update = tf.function(self._update_fn, jit_compile=jit_compile)
+        else:
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                raise ConfigError("train.precision = mixed_float16 (loss scaling) is not supported "
+                                  "with a distribution strategy; use mixed_bfloat16 or float32")
+            # The replicas' gradients are summed once, by `_replica_update`, before the
+            # non-finite check and the norm; the optimizer must not sum them again.
+            optimizer._all_reduce_sum_gradients = list
+            self._update = self._distributed_update
         self.train_step = tf.function(self._train_step)
         self.train_loop = tf.function(self._train_loop)
 
@@ -101,7 +113,7 @@ class Trainer:
             return going
 
         def body(i, sums):
-            return i + 1, sums + self._update(*next(iterator))
+            return i + 1, sums + self._update(*next(iterator))  # (x, y) or, distributed, (x, y, n)
 
         count, sums = tf.while_loop(more, body, (tf.constant(0, num_steps.dtype), tf.zeros([5])))
         self._record(sums)
@@ -116,18 +128,44 @@ class Trainer:
 
     def _update_fn(self, x, y):
         """One update; returns `[loss, correct, examples, grad_norm, 1]`, all zeros if skipped."""
+        loss, correct, gradients = self._gradients(x, y)
+        norm, finite = self._norm_and_finite(loss, gradients)
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+            return tf.stack([loss, correct, tf.cast(tf.size(y), tf.float32), norm, 1.0])
+
+        def skip():
+            self._count_skipped(loss)
+            return tf.zeros([5])
+
+        sums = tf.cond(finite, apply, skip)
+        self.step.assign_add(1)
+        return sums
+
+    def _gradients(self, x, y, batch_size=None, replicas: int = 1):
+        """The objective (float32), correct predictions and dense gradients of one batch.
+
+        Distributed, `x, y` are one replica's slice of a global batch of `batch_size` examples:
+        the slice's losses are divided by `batch_size` and it gets `1 / replicas` of the
+        regularisation, so the replicas' values add up to the global batch's.
+        """
         variables = self.model.trainable_variables
         if self.num_micro_batches > 1:
-            loss, gradients, correct = self._accumulated_gradients(x, y)
-        else:
-            with tf.GradientTape() as tape:
-                logits = tf.cast(self.model(x, training=True), tf.float32)
+            return self._accumulated_gradients(x, y, batch_size, replicas)
+        with tf.GradientTape() as tape:
+            logits = tf.cast(self.model(x, training=True), tf.float32)
+            if batch_size is None:
                 loss = tf.reduce_mean(self.loss_fn(y, logits))
-                if self.model.losses:
-                    loss += tf.cast(tf.add_n(self.model.losses), tf.float32)
-                scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
-            gradients = _dense(tape.gradient(scaled, variables))
-            correct = _correct(y, logits)
+            else:
+                loss = tf.reduce_sum(self.loss_fn(y, logits)) / tf.cast(batch_size, tf.float32)
+            if self.model.losses:
+                loss += tf.cast(tf.add_n(self.model.losses), tf.float32) / replicas
+            scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+        return loss, _correct(y, logits), _dense(tape.gradient(scaled, variables))
+
+    def _norm_and_finite(self, loss, gradients):
+        """The global gradient norm (unscaled) and whether loss and gradients are finite."""
         norm = tf.linalg.global_norm(gradients)
         finite = tf.math.is_finite(loss)
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
@@ -136,22 +174,54 @@ class Trainer:
             norm /= tf.cast(self.optimizer.dynamic_scale, norm.dtype)
         else:
             finite &= tf.math.is_finite(norm)
+        return norm, finite
 
-        def apply():
-            self.optimizer.apply_gradients(zip(gradients, variables))
-            return tf.stack([loss, correct, tf.cast(tf.size(y), tf.float32), norm, 1.0])
+    def _count_skipped(self, loss):
+        self.nonfinite_steps.assign_add(1)
+        self.last_nonfinite["step"].assign(tf.cast(self.step, tf.int64) + 1)
+        self.last_nonfinite["loss"].assign(loss)
 
-        def skip():
-            self.nonfinite_steps.assign_add(1)
-            self.last_nonfinite["step"].assign(tf.cast(self.step, tf.int64) + 1)
-            self.last_nonfinite["loss"].assign(loss)
-            return tf.zeros([5])
+    def _distributed_update(self, x, y, batch_size):
+        """`_update_fn` under the strategy: per-replica slices in, the same sums out."""
+        results = self.strategy.run(self._replica_update, args=(x, y, batch_size))
+        # Every replica returns the same all-reduced values: take the first replica's.
+        sums, loss = (self.strategy.experimental_local_results(r)[0] for r in results)
+        def count():
+            self._count_skipped(loss)
+            return tf.constant(True)
 
-        sums = tf.cond(finite, apply, skip)
+        tf.cond(tf.equal(sums[4], 0.0), count, lambda: tf.constant(False))
         self.step.assign_add(1)
         return sums
 
-    def _accumulated_gradients(self, x, y):
+    def _replica_update(self, x, y, batch_size):
+        """One replica's part of a step: its gradients, summed over all replicas, then applied."""
+        context = tf.distribute.get_replica_context()
+        loss, correct, gradients = self._gradients(x, y, batch_size, context.num_replicas_in_sync)
+        present = [i for i, g in enumerate(gradients) if g is not None]  # None: unconnected
+        loss, correct, *summed = context.all_reduce(
+            tf.distribute.ReduceOp.SUM, [loss, correct, *(gradients[i] for i in present)])
+        for i, g in zip(present, summed):
+            gradients[i] = g
+        norm, finite = self._norm_and_finite(loss, gradients)
+        variables = self.model.trainable_variables
+
+        def apply_in_cross_replica_context(strategy, finite, gradients):
+            # The optimizer's update uses merge_call, which a cond in replica context cannot hold:
+            # the cond runs here, on the (identical) decision of the first replica.
+            def apply():
+                strategy.extended.call_for_each_replica(
+                    lambda g: self.optimizer.apply_gradients(zip(g, variables)), args=(gradients,))
+                return tf.constant(True)
+
+            tf.cond(strategy.experimental_local_results(finite)[0], apply, lambda: tf.constant(False))
+
+        context.merge_call(apply_in_cross_replica_context, args=(finite, gradients))
+        examples = tf.cast(batch_size, tf.float32)
+        sums = tf.where(finite, tf.stack([loss, correct, examples, norm, 1.0]), tf.zeros([5]))
+        return sums, loss
+
+    def _accumulated_gradients(self, x, y, batch_size=None, replicas: int = 1):
         """The batch's objective, gradients and correct predictions, one slice at a time.
 
         Each slice contributes its summed example losses divided by the whole batch size, plus
@@ -161,7 +231,9 @@ class Trainer:
         """
         variables = self.model.trainable_variables
         batch = tf.shape(y)[0]
-        size = (batch + self.num_micro_batches - 1) // self.num_micro_batches
+        total = tf.cast(batch if batch_size is None else batch_size, tf.float32)
+        # At least 1: a replica's slice of a small last batch can be empty.
+        size = tf.maximum((batch + self.num_micro_batches - 1) // self.num_micro_batches, 1)
         num_slices = (batch + size - 1) // size
         loss, correct = tf.constant(0.0), tf.constant(0.0)
         gradients = [tf.zeros_like(v) for v in variables]
@@ -169,17 +241,17 @@ class Trainer:
             xs, ys = x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]
             with tf.GradientTape() as tape:
                 logits = tf.cast(self.model(xs, training=True), tf.float32)
-                part = tf.reduce_sum(self.loss_fn(ys, logits)) / tf.cast(batch, tf.float32)
+                part = tf.reduce_sum(self.loss_fn(ys, logits)) / total
                 if self.model.losses:
                     part += tf.cast(tf.add_n(self.model.losses), tf.float32) / tf.cast(
-                        num_slices, tf.float32)
+                        num_slices * replicas, tf.float32)
                 scaled = self.optimizer.scale_loss(part)
             grads = tape.gradient(scaled, variables,
                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            gradients = [total + g for total, g in zip(gradients, _dense(grads))]
+            gradients = [summed + g for summed, g in zip(gradients, _dense(grads))]
             loss += part
             correct += _correct(ys, logits)
-        return loss, gradients, correct
+        return loss, correct, gradients
 
     def read_metrics(self, *, reset: bool) -> dict[str, float]:
         """The training metrics since the last reset, as Python floats."""
