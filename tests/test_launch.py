@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from looptrain.launch import TRAIN_SCRIPT, free_ports, launch, worker_command
+from looptrain.launch import TRAIN_SCRIPT, LaunchError, free_ports, launch, worker_command
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 LINE = re.compile(r"\[worker (\d+)\] (.*)")
@@ -240,3 +240,8 @@ def test_script_runs_train_py_on_the_arguments_after_the_separator(monkeypatch):
     argv = ["--num-workers", "3", "--grace-seconds", "5", "--", "--run-dir", "r", "--", "x"]
     assert script.main(argv) == 7
     assert calls == [((3, worker_command(["--run-dir", "r", "--", "x"])), {"grace_seconds": 5.0})]
+
+
+def test_a_worker_that_cannot_start_is_a_one_line_error(tmp_path):
+    with pytest.raises(LaunchError, match=r"cannot start worker 0 \(.*/missing\): .*No such file"):
+        launch(2, [str(tmp_path / "missing")], out=io.StringIO())
