@@ -31,6 +31,12 @@ class TrainingDiverged(UserError):
     exit_code = 3
 
 
+class WorkerLost(UserError):
+    """Another worker of a multi-worker run is gone; this one stops without saving (exit 4)."""
+
+    exit_code = 4
+
+
 class Stopped(Exception):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint; exit status 128 + signal."""
 

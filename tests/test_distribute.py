@@ -7,6 +7,7 @@ be set up before TensorFlow initialises, which the test process did long ago.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -162,12 +163,18 @@ def test_sigterm_to_one_worker_stops_all_and_a_sigkilled_run_resumes_exactly(lon
 
     # A crash: SIGKILL to the chief after the resumed run's next checkpoint; the launcher stops
     # the other worker.
-    resume = [str(ROOT / "scripts" / "launch_local.py"), "--num-workers", "2", "--grace-seconds", "5",
+    resume = [str(ROOT / "scripts" / "launch_local.py"), "--num-workers", "2", "--grace-seconds", "20",
               "--", "--run-dir", str(run), "--resume"]
     status, output = _launch_until(resume, "[worker 0] step     80",
                                    lambda pids: os.kill(pids[0], signal.SIGKILL), scratch)
     assert status == 128 + signal.SIGKILL, output[-3000:]
     assert "launch_local: worker 0 exited with 137; stopped the others" in output
+    # The survivor says what happened in one line.
+    assert re.search(r"\[worker 1\] error: lost contact with another worker \(.*\); stopped without "
+                     r"saving; the last checkpoint is step \d+; start all workers again with --resume",
+                     output), output[-3000:]
+    # 4, or 143 where the launcher's SIGTERM arrives after the worker stopped catching signals.
+    assert re.search(r"exit statuses by worker: 137, (4|143)\)", output)
 
     status, output = _launch_until(resume, "", None, scratch)
     assert status == 0, output[-3000:]

@@ -64,6 +64,13 @@ CASES = {
     "missing config file": (
         lambda t, r: (train_main, ["--config", str(t / "nope.toml"), "--run-dir", str(t / "new")]),
         "config file {t}/nope.toml does not exist \\(see configs/ for examples\\)"),
+    "--num-devices without --strategy mirrored": (
+        lambda t, r: _train(t, "--num-devices", "2"),
+        "train.num_devices = 2 needs train.strategy = mirrored \\(--strategy mirrored --num-devices 2\\)"),
+    "--strategy multiworker without TF_CONFIG": (
+        lambda t, r: _train(t, "--strategy", "multiworker"),
+        "train.strategy = multiworker needs the TF_CONFIG environment variable \\(cluster and task "
+        "index\\); start the workers with scripts/launch_local.py or set TF_CONFIG on each host"),
     "unknown config key": (
         lambda t, r: _train(t, "--set", "train.bach_size=8"),
         "--set train.bach_size=8: unknown config key 'train.bach_size' \\(known keys: .*\\)"),

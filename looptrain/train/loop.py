@@ -27,7 +27,7 @@ from looptrain import __version__
 from looptrain.config import Config
 from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_eval_dataset, make_train_dataset, steps_per_epoch
-from looptrain.errors import Stopped, TrainingDiverged
+from looptrain.errors import Stopped, TrainingDiverged, WorkerLost
 from looptrain.models import build_model, create_model, get_model_class
 from looptrain.run import RunDir
 from looptrain.train import distribute, inspect
@@ -291,6 +291,11 @@ class _Loop:
                 if step % t.checkpoint_every == 0 or stop_reason:
                     self.checkpoints.save(step)
                     self.saved_step = step
+        except (tf.errors.UnavailableError, tf.errors.CancelledError,
+                tf.errors.DeadlineExceededError) as exc:
+            if self.agreement.strategy is None:
+                raise
+            self._worker_lost(exc)
         finally:
             self.display.stop()
             self.writer.close()
@@ -322,6 +327,16 @@ class _Loop:
         self.display.stop()
         self.display.log(message)
         raise Stopped(message, signum)
+
+    def _worker_lost(self, exc: tf.errors.OpError) -> None:
+        """A collective failed because a peer died: stop with one line saying how to go on."""
+        reason = next((line.strip() for line in str(exc).splitlines()
+                       if "aborted" in line or "reset" in line), type(exc).__name__)
+        message = (f"lost contact with another worker ({reason}); stopped without saving; the last "
+                   f"checkpoint is step {self.saved_step}; start all workers again with --resume")
+        self.display.stop()
+        self.display.log(message)
+        raise WorkerLost(message) from None
 
     def _check_finite(self, before: int, step: int) -> None:
         """Stops (train.on_nan = stop) or reports skipped batches (skip) after non-finite steps."""
