@@ -12,7 +12,7 @@ ARGS   ?=
 # The stamp makes `make setup` a no-op once the venv matches pyproject.toml and the TF choice.
 STAMP  := $(VENV)/.installed-$(TF)
 
-.PHONY: setup train resume eval predict export tensorboard test clean distclean
+.PHONY: setup train resume eval predict export tensorboard test bench clean distclean
 
 setup: $(STAMP)
 
@@ -43,6 +43,9 @@ tensorboard: setup  ## TensorBoard over every run under runs/
 
 test: setup  ## the test suite (a few minutes on 2 CPU cores)
 	$(PY) -m pytest -q
+
+bench: setup  ## training throughput: looptrain vs model.fit vs a bare compiled loop (a few minutes)
+	$(PY) scripts/bench.py $(ARGS)
 
 clean:  ## remove run outputs and generated data (keeps .venv)
 	rm -rf runs data .pytest_cache

@@ -272,4 +272,5 @@ def report(results: dict[str, dict[str, float]], console=None) -> None:
                       f"{ours / r['fit_default_ex_s']:.2f}x", f"{ours / r['fit_matched_ex_s']:.2f}x",
                       f"{ours / r['bare_ex_s']:.2f}x", f"{r['pipeline_ex_s'] / ours:.1f}x",
                       f"{r['peak_rss_mb']:,.0f}")
-    (console or Console()).print(table)
+    # Wide enough for every column even when piped (rich assumes 80 columns then).
+    (console or Console(width=max(Console().width, 150))).print(table)
