@@ -20,9 +20,14 @@ all workers share (`Agreement`), so every worker stops at the same step.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -147,3 +152,18 @@ class Agreement:
             return values
         means = self._mean(tf.constant(list(values.values()), tf.float64)).numpy()
         return dict(zip(values, (float(m) for m in means)))
+
+
+@contextlib.contextmanager
+def scratch_directory(run_path: Path, worker: int):
+    """A temporary directory for a non-chief worker's writes, removed afterwards.
+
+    One killed outright (SIGKILL) cannot remove its own; the next worker with the same index on
+    the same run removes it (only one session trains a run at a time: the chief holds its lock).
+    """
+    run_id = hashlib.sha1(str(run_path.resolve()).encode()).hexdigest()[:10]
+    prefix = f"looptrain-{run_id}-worker{worker}-"
+    for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        yield scratch

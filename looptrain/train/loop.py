@@ -10,11 +10,8 @@ input never leaves a half-made run behind.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +88,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
     if not role.is_chief:
         # Every worker saves (TensorFlow's rule for multi-worker checkpoints), but only the chief
         # into the run directory: the others into a temporary directory of their own.
-        with StopSignals() as signals, _scratch_directory(run.path, role.worker) as scratch:
+        with StopSignals() as signals, distribute.scratch_directory(run.path, role.worker) as scratch:
             return _set_up_and_train(config, RunDir(scratch), corpus, resume, display, signals, cluster)
     existed = run.path.exists()
     # Signals are caught from here on, so a Ctrl-C during set-up cannot leave half a run directory:
@@ -195,21 +192,6 @@ def use_jit(config: Config, model: keras.Model, *, accelerator: bool | None = No
         accelerator = any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
     return (accelerator and getattr(model, "jit_compile_default", True)
             and not config.data.bucket_window and config.train.num_micro_batches == 1)
-
-
-@contextlib.contextmanager
-def _scratch_directory(run_path: Path, worker: int):
-    """A temporary directory for a non-chief worker's writes, removed afterwards.
-
-    One killed outright (SIGKILL) cannot remove its own; the next worker with the same index on
-    the same run removes it (only one session trains a run at a time: the chief holds its lock).
-    """
-    run_id = hashlib.sha1(str(run_path.resolve()).encode()).hexdigest()[:10]
-    prefix = f"looptrain-{run_id}-worker{worker}-"
-    for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
-        yield scratch
 
 
 def _remove_if_unused(path: Path) -> None:
