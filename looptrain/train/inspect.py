@@ -107,13 +107,15 @@ class HistogramProbe:
     def write(self, writer: SummaryWriter, step: int) -> None:
         """Writes the histograms and norms at `step` into `writer`'s `train` split."""
         if id(writer) not in self._writes:  # one trace per writer (its resource is captured)
-            self._writes[id(writer)] = tf.function(lambda step: self._write(writer, step))
+            self._writes[id(writer)] = tf.function(lambda step: self.record(writer, step))
         self._writes[id(writer)](tf.constant(step, tf.int64))
 
-    def _write(self, writer: SummaryWriter, step):
+    def record(self, writer: SummaryWriter, step) -> None:
+        """`write` inside the tf.function being traced (the training loop's call, `train.call`)."""
         variables = self.model.trainable_variables
         gradients = self.gradients(self.x, self.y)
-        with writer.as_default("train"):
+        # Tags take the enclosing name scope (a tf.cond branch's is "cond/"): start at the top.
+        with writer.as_default("train"), tf.name_scope(""):
             for variable, gradient in zip(variables, gradients):
                 tf.summary.histogram(f"train/weights/{variable.path}", variable, step=step)
                 tf.summary.histogram(f"train/gradients/{variable.path}", gradient, step=step)

@@ -28,6 +28,7 @@ from looptrain.errors import Stopped, TrainingDiverged, WorkerLost
 from looptrain.models import build_model, create_model, get_model_class
 from looptrain.run import RunDir
 from looptrain.train import distribute, inspect
+from looptrain.train.call import TrainCall
 from looptrain.train.checkpoint import Checkpoints, EarlyStopping
 from looptrain.train.losses import class_weights, make_loss_fn
 from looptrain.train.progress import Display
@@ -46,7 +47,7 @@ class TrainResult:
     best_value: float  # best validation accuracy (-inf if never evaluated)
     best_step: int
     stop_reason: str  # "epochs", "max_steps", "early_stopping" or "already_done"
-    train_seconds: float  # time inside the compiled training calls only
+    train_seconds: float  # time inside the compiled training calls (steps and their logging)
     examples_per_second: float  # training throughput of this call
 
 
@@ -228,8 +229,9 @@ class _Loop:
         self.evaluator = Evaluator(trainer.model, jit_compile=use_jit(config, trainer.model))
         self.writer = SummaryWriter(run.logs)
         self.train_values: dict[str, float] = {}
-        self.probe = inspect.make_histogram_probe(trainer.model, self.x_train, self.y_train,
-                                                  self.t.batch_size) if self.t.histogram_every else None
+        probe = inspect.make_histogram_probe(trainer.model, self.x_train, self.y_train,
+                                             self.t.batch_size) if self.t.histogram_every else None
+        self.call = TrainCall(trainer, self.writer, probe)
 
     def run_to_end(self) -> TrainResult:
         """Trains until the epochs or `max_steps` are done or early stopping triggers."""
@@ -256,14 +258,15 @@ class _Loop:
                 signum = self.agreement.signal(self.signals.requested, StopSignals.STOP_ORDER)
                 if signum:
                     self._stop_on_signal(step, signum)
+                end = step + self._steps_to_next_event(step)
                 began = time.perf_counter()
-                self.trainer.train_loop(iterator, tf.constant(self._steps_to_next_event(step)))
+                result = self.call(iterator, end - step,
+                                   log=end % t.log_every == 0 or end == self.total,
+                                   histograms=bool(t.histogram_every) and end % t.histogram_every == 0)
                 train_seconds += time.perf_counter() - began
-                before, step = step, int(self.trainer.step.numpy())
-                self._check_finite(before, step)
-                self._log_train(step)
-                if self.probe and step % t.histogram_every == 0:
-                    self.probe.write(self.writer, step)
+                before, step = step, result.step
+                self._check_finite(before, step, result.nonfinite_steps)
+                self._show_train(step, result.scalars)
                 if step >= self.total:
                     stop_reason = "max_steps" if t.max_steps and step >= t.max_steps else "epochs"
                 if step % t.eval_every == 0 or stop_reason:
@@ -320,9 +323,8 @@ class _Loop:
         self.display.log(message)
         raise WorkerLost(message) from None
 
-    def _check_finite(self, before: int, step: int) -> None:
+    def _check_finite(self, before: int, step: int, nonfinite: int) -> None:
         """Stops (train.on_nan = stop) or reports skipped batches (skip) after non-finite steps."""
-        nonfinite = int(self.trainer.nonfinite_steps.numpy())
         if nonfinite == self.nonfinite:
             return
         count, self.nonfinite = nonfinite - self.nonfinite, nonfinite
@@ -351,18 +353,14 @@ class _Loop:
         spec = tf.TensorSpec([None, *self.x_train.shape[1:]], self.x_train.dtype, name="inputs")
         inspect.write_run_start(self.writer, self.config, model, step=step, input_spec=spec)
 
-    def _log_train(self, step: int) -> None:
-        """Every `log_every` steps (and at the end): interval metrics to TensorBoard and display."""
-        if step % self.t.log_every and step != self.total:
+    def _show_train(self, step: int, scalars: dict[str, float] | None) -> None:
+        """The display after a call; at a log step (`scalars`, which the call wrote to TensorBoard
+        every `log_every` steps and at the end) with the interval's loss and accuracy."""
+        if scalars is None:
             self.display.update(step)
             return
-        values = self.trainer.read_metrics(reset=True)
-        self.train_values = {f"train/{k}": v for k, v in values.items()}
-        self.train_values["train/learning_rate"] = float(
-            self.trainer.optimizer.learning_rate.numpy())
-        self.train_values["train/nonfinite_steps"] = float(self.nonfinite)
-        self.writer.scalars(step, self.train_values)
-        self.display.update(step, loss=values["loss"], accuracy=values["accuracy"])
+        self.train_values = scalars
+        self.display.update(step, loss=scalars["train/loss"], accuracy=scalars["train/accuracy"])
 
     def _evaluate(self, step: int) -> None:
         """Validation pass: summaries, best-model copy on improvement, one log line."""

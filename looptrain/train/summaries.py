@@ -32,32 +32,35 @@ class SummaryWriter:
         self._write("scalar", step, values)
 
     def _write(self, kind: str, step: int, values: dict) -> None:
-        """Writes all `values` of one kind in one compiled call per split.
+        """Writes all `values` of one kind in one compiled call.
 
         Eager `tf.summary` calls cost ~0.3 ms each; a fast model logging a handful of scalars (or a
         dozen histograms) every 100 steps would lose a tenth of its speed to them. Each distinct set
         of tags is traced once.
         """
+        signature = (kind, tuple(values))
+        if signature not in self._compiled:
+            keys = tuple(values)
+            self._compiled[signature] = tf.function(
+                lambda step, tensors: self.record(kind, step, dict(zip(keys, tensors))))
+        # Tensors, not Python numbers: a Python float argument would retrace on every value.
+        self._compiled[signature](tf.constant(step, tf.int64),
+                                  [tf.convert_to_tensor(v, tf.float32) for v in values.values()])
+
+    def record(self, kind: str, step, values: dict) -> None:
+        """Writes `split/name: tensor` summaries of `kind` ("scalar" or "histogram") at `step`
+        inside the tf.function being traced: the writes become part of the caller's compiled call
+        (the training loop's, see `train.call`)."""
+        summary = {"scalar": tf.summary.scalar, "histogram": tf.summary.histogram}[kind]
         by_split: dict[str, dict] = {}
         for key, value in values.items():
             by_split.setdefault(key.partition("/")[0], {})[key] = value
-        for split, items in by_split.items():
-            signature = (kind, split, tuple(items))
-            if signature not in self._compiled:
-                self._compiled[signature] = tf.function(self._writer_fn(kind, split, tuple(items)))
-            # Tensors, not Python numbers: a Python float argument would retrace on every value.
-            self._compiled[signature](tf.constant(step, tf.int64),
-                                      [tf.convert_to_tensor(v, tf.float32) for v in items.values()])
-
-    def _writer_fn(self, kind: str, split: str, keys: tuple[str, ...]):
-        summary = {"scalar": tf.summary.scalar, "histogram": tf.summary.histogram}[kind]
-        writer = self._writer(split)
-
-        def write(step, values):
-            with writer.as_default():
-                for key, value in zip(keys, values):
-                    summary(key, value, step=step)
-        return write
+        # Tags take the enclosing name scope (a tf.cond branch's is "cond/"): start at the top.
+        with tf.name_scope(""):
+            for split, items in by_split.items():
+                with self._writer(split).as_default():
+                    for key, value in items.items():
+                        summary(key, value, step=step)
 
     def text(self, step: int, key: str, markdown: str) -> None:
         """Writes Markdown text (TensorBoard's text dashboard) under the tag `key`."""
