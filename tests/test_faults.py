@@ -191,6 +191,8 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_confi
             if np.issubdtype(np.asarray(value).dtype, np.floating):
                 assert not np.isnan(value).any(), (prefix, name)
     assert "step 33: non-finite loss" in (run / "train.log").read_text()
+    # The call cut short at step 33 wrote no training scalars: the last are those of step 30.
+    assert max(step for step, _ in read_scalars(run / "logs")["train/loss"]) == 30
 
 
 def test_on_nan_skip_skips_the_batch_and_counts_it(tiny_config, tmp_path, quiet_display, poison):

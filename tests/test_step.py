@@ -106,11 +106,56 @@ def test_train_loop_runs_many_steps_per_call_traced_once_and_equal_to_single_ste
         assert value == pytest.approx(looped_metrics[name], rel=1e-6), name
 
 
+def _failing_loss(at_call: int, where: str):
+    """Cross-entropy whose `at_call`-th call has a NaN loss ("loss") or a finite loss with infinite
+    gradients ("gradient"); it counts its calls in a variable, so it works inside the loop."""
+    calls = tf.Variable(0, dtype=tf.int64)
+
+    def loss(labels, logits):
+        calls.assign_add(1)
+        bad = tf.equal(calls, at_call)
+        values = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        if where == "loss":
+            return values * tf.where(bad, float("nan"), 1.0)
+        factor = tf.where(bad, float("inf"), 1.0)
+
+        @tf.custom_gradient
+        def scaled(x):
+            return x, lambda dy: dy * factor
+        return scaled(values)
+    return loss
+
+
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_the_loop_stops_right_after_a_nonfinite_step_which_stays_out_of_the_metrics(tiny_config,
+                                                                                   where):
+    _, _, trainer, iterator = _setup(tiny_config, loss_fn=_failing_loss(4, where))
+    assert int(trainer.train_loop(iterator, tf.constant(7))) == 4
+    assert int(trainer.step.numpy()) == 4 and int(trainer.nonfinite_steps.numpy()) == 1
+    assert int(trainer.last_nonfinite["step"].numpy()) == 4
+    loss = float(trainer.last_nonfinite["loss"].numpy())
+    assert np.isnan(loss) if where == "loss" else np.isfinite(loss) and loss > 0
+    assert trainer.metrics["loss"].count.numpy() == 3  # the three finite steps only
+    assert all(np.isfinite(v) for v in trainer.read_metrics(reset=False).values())
+
+
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_on_nan_skip_leaves_out_the_nonfinite_update_and_goes_on(tiny_config, where):
+    _, _, trainer, iterator = _setup(tiny_config, loss_fn=_failing_loss(4, where),
+                                     stop_on_nonfinite=False)
+    assert int(trainer.train_loop(iterator, tf.constant(7))) == 7
+    assert int(trainer.nonfinite_steps.numpy()) == 1 and int(trainer.step.numpy()) == 7
+    assert int(trainer.optimizer.iterations.numpy()) == 6  # no update at step 4
+    assert all(np.isfinite(v.numpy()).all() for v in trainer.model.variables)
+    assert trainer.metrics["loss"].count.numpy() == 6
+
+
 def test_xla_update_trains_like_the_plain_one(tiny_config):
     config = tiny_config.replace({"model.dropout": 0.0})
     _, plain, trainer, iterator = _setup(config)
     _, compiled, jit_trainer, jit_iterator = _setup(config, jit_compile=True)
     assert jit_trainer._update._jit_compile and not trainer._update._jit_compile
+    assert jit_trainer._apply._jit_compile and not trainer._apply._jit_compile
     plain_losses = [float(trainer.train_step(iterator)) for _ in range(5)]
     jit_losses = [float(jit_trainer.train_step(jit_iterator)) for _ in range(5)]
     # XLA fuses differently, so not bit-identical; the same training within float tolerance.
