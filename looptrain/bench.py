@@ -4,12 +4,15 @@ For each workload, in ONE process, on the same model class, data, batch size and
 
 - `looptrain`: `train_and_evaluate` exactly as users run it (metrics, TensorBoard summaries, the
   divergence guard, the progress display's per-call updates), timed between its own call boundaries.
-- `fit_default`: `model.compile(...)` + `model.fit` with Keras' defaults (XLA "auto": on where the
-  model supports it).
+- `fit_default`: `model.compile(...)` + `model.fit` with Keras' defaults, as a `fit` user gets them:
+  XLA "auto", which Keras resolves in `compile()` to on where the model supports it (CPU hosts
+  included) unless op determinism is on, so this model is compiled before looptrain's
+  determinism is switched on.
 - `fit_matched`: `model.fit` with looptrain's XLA choice and `steps_per_execution` = the steps
   looptrain runs per compiled call.
 - `bare`: the practical limit: the same update (forward, backward, Adam), the same steps per call
-  and XLA choice, and nothing else: no metrics, logging, checkpointing or guard.
+  and XLA choice in the same kind of `tf.while_loop`, and nothing else: no metrics, logging,
+  checkpointing or guard.
 - `pipeline`: the input pipeline alone, drained inside a compiled loop as the step drains it.
 
 Each figure is the median of several timed windows after a warm-up (tracing and XLA compilation
@@ -76,11 +79,14 @@ def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
         return make_train_dataset(x, y, batch_size=config.train.batch_size, seed=config.train.seed,
                                   num_epochs=epochs, bucket_window=config.data.bucket_window).repeat()
 
-    # Everything runs in looptrain's determinism state (train.deterministic, on by default), which
-    # cannot be switched off once on; under it Keras also keeps `fit` off XLA (on GPU hosts).
+    # `fit` as its users get it: Keras resolves jit_compile="auto" in compile(), and a `fit` user
+    # has not enabled op determinism (under which Keras would keep XLA off).
+    fit_default = _Fit(config, corpus, dataset(), matched=False)
+    # Everything then runs in looptrain's determinism state (train.deterministic, on by default),
+    # which cannot be switched off once on.
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    others = {"fit_default": _Fit(config, corpus, dataset(), matched=False),
+    others = {"fit_default": fit_default,
               "fit_matched": _Fit(config, corpus, dataset(), matched=True),
               "bare": _Bare(config, corpus, dataset()),
               "pipeline": _Pipeline(dataset())}
@@ -223,10 +229,15 @@ def _Bare(config: Config, corpus, dataset) -> _Calls:
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
 
+    def body(iterator, i):
+        update(*next(iterator))
+        return (i + 1,)
+
     @tf.function
-    def run(iterator, num_steps):
-        for _ in tf.range(num_steps):
-            update(*next(iterator))
+    def run(iterator, num_steps):  # the while loop of looptrain's train_loop, nothing else carried
+        (count,) = tf.while_loop(lambda i: i < num_steps, lambda i: body(iterator, i),
+                                 (tf.constant(0),))
+        return count
 
     return _Calls(run, dataset, steps_per_call(config))
 

@@ -7,6 +7,7 @@ Prints a table and, as the last line, one JSON object `{"workloads": {name: {...
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,13 +33,25 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny widths and few steps (smoke test)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key in every workload (e.g. train.jit_compile=off)")
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from looptrain.bench import Plan, bench_workload, make_vectors, report
-
-    results = {}
-    for name in args.workloads.split(","):
+    names = args.workloads.split(",")
+    for name in names:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)})")
+    if not args.in_process:
+        # One process per workload: TensorFlow's process-wide state (op determinism, which decides
+        # `fit`'s default XLA; thread pools; the first workload's iterators) must not carry over.
+        results = {name: _run_child(name, args) for name in names}
+        from looptrain.bench import report
+
+        report(results)
+        print(json.dumps({"workloads": results}))
+        return 0
+    from looptrain.bench import Plan, bench_workload, make_vectors
+
+    results = {}
+    for name in names:
         path, overrides, plan = WORKLOADS[name]
         config = config_lib.load_toml(ROOT / path).replace(overrides)
         if name == "mlp":
@@ -47,9 +60,19 @@ def main(argv=None) -> int:
             config, plan = config.replace(_quick_overrides(name)), QUICK
         config = config.replace(config_lib.parse_set(args.set), source="--set")
         results[name] = bench_workload(config, Plan(*plan))
-    report(results)
     print(json.dumps({"workloads": results}))
     return 0
+
+
+def _run_child(name: str, args) -> dict:
+    """Runs one workload in a fresh process; returns its results (its last output line)."""
+    command = [sys.executable, __file__, "--in-process", "--workloads", name]
+    command += ["--quick"] if args.quick else []
+    command += [f"--set={item}" for item in args.set]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench.py: workload {name} failed (exit status {done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])["workloads"][name]
 
 
 def _quick_overrides(name: str) -> dict:
