@@ -7,9 +7,9 @@ storing a shuffle buffer in the checkpoint: checkpoints stay the same size whate
 the same mechanism works where iterators cannot be saved (distributed input).
 
 The encoded arrays are held once in memory (the cache) and batches are sliced from chunks gathered
-64 batches at a time, which keeps the pipeline far ahead of the model (`make bench`: ~400k
-examples/s for the reference TextCNN's ~500, ~600k for the tiny MLP's ~110k; gathering every
-batch on its own took twice as long per batch). tf.data's autotuner is therefore switched off in favour
+64 batches at a time, which keeps the pipeline far ahead of the model (`make bench`: ~500k
+examples/s for the reference TextCNN's ~500, ~450k for the tiny MLP's ~120k; gathering every
+batch on its own took 1.7x as long per batch). tf.data's autotuner is therefore switched off in favour
 of fixed parallelism and prefetch depth: with it on, destroying an iterator at the end of a run
 (or of every in-graph evaluation pass) intermittently blocked for seconds, up to ~20 s after ten
 epochs, while its background thread finished sleeping.
