@@ -44,20 +44,19 @@ class Trainer:
 
     Args:
         model, optimizer, step: what the step trains, updates with, and counts in.
-        jit_compile: compile the update with XLA.
-        stop_on_nonfinite: `train_loop` ends right after a non-finite step (else it goes on).
-
-    Args:
-        model, optimizer, step: what the step trains, updates with, and counts in.
         loss_fn: per-example training loss (`losses.make_loss_fn`); plain cross-entropy by default.
         num_micro_batches: gradient accumulation; each batch is split into this many slices.
+        jit_compile: compile the update with XLA.
+        stop_on_nonfinite: `train_loop` ends right after a non-finite step, whose update is then
+            not held back (see the module docstring); else such steps are skipped and it goes on.
+        strategy: a `tf.distribute` strategy whose replicas share each step, or None.
 
     Attributes:
         metrics: `{"loss", "accuracy", "grad_norm"}` (the global gradient norm before any
-            clipping) accumulated by the steps until `read_metrics(reset=True)`.
-        nonfinite_steps: checkpointed count of steps whose loss or gradients were not finite (and
-            whose update was therefore skipped); `last_nonfinite` holds the step and loss of the
-            latest one.
+            clipping) accumulated by the steps until `read_metrics(reset=True)`, non-finite
+            steps left out.
+        nonfinite_steps: checkpointed count of steps whose loss or gradients were not finite;
+            `last_nonfinite` holds the step and loss of the latest one.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
