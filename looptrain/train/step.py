@@ -160,8 +160,7 @@ class Trainer:
         1]` (a non-finite loss or gradient makes the sum of these non-finite)."""
         loss, correct, gradients = self._gradients(x, y)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
-        return tf.stack([loss, correct, tf.cast(tf.size(y), tf.float32),
-                         tf.linalg.global_norm(gradients), 1.0])
+        return _step_sums(loss, correct, tf.size(y), tf.linalg.global_norm(gradients))
 
     def _record(self, sums):
         """Adds steps' sums `[loss, correct, examples, grad_norm, updates]` to the metrics."""
@@ -177,7 +176,7 @@ class Trainer:
 
         def apply():
             self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
-            return tf.stack([loss, correct, tf.cast(tf.size(y), tf.float32), norm, 1.0])
+            return _step_sums(loss, correct, tf.size(y), norm)
 
         def skip():
             self._count_skipped(loss, tf.constant(True), tf.cast(self.step, tf.int64) + 1)
@@ -259,8 +258,7 @@ class Trainer:
             tf.cond(strategy.experimental_local_results(finite)[0], apply, lambda: tf.constant(False))
 
         context.merge_call(apply_in_cross_replica_context, args=(finite, gradients))
-        examples = tf.cast(batch_size, tf.float32)
-        sums = tf.where(finite, tf.stack([loss, correct, examples, norm, 1.0]), tf.zeros([5]))
+        sums = tf.where(finite, _step_sums(loss, correct, batch_size, norm), tf.zeros([5]))
         return sums, loss
 
     def _accumulated_gradients(self, x, y, batch_size=None, replicas: int = 1):
@@ -318,6 +316,12 @@ class Trainer:
     @tf.function
     def _reset(self):
         self.reset_metrics()
+
+
+def _step_sums(loss, correct, examples, norm):
+    """One applied step's entry in the sums the loop carries (see `_record`):
+    `[loss, correct, examples, grad_norm, 1]`, float32."""
+    return tf.stack([loss, correct, tf.cast(examples, tf.float32), norm, 1.0])
 
 
 def _correct(labels, logits):
