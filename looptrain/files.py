@@ -9,6 +9,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from looptrain.errors import DataError
+
 
 def write_lines(path: str | Path, items: list[str]) -> None:
     """Writes one item per line atomically (temp file + rename), so a kill never leaves half a file."""
@@ -45,12 +47,26 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_directory(out_dir: str | Path):
+def atomic_directory(out_dir: str | Path, *, foreign=lambda old: [p.name for p in old.iterdir()]):
     """Yields a temporary sibling directory that replaces `out_dir` when the block succeeds.
 
-    An interrupted or failed write never leaves a partial directory behind.
+    An interrupted or failed write never leaves a partial directory behind. An existing `out_dir`
+    is replaced only when `foreign(out_dir)`, the names in it that the same writer did not create,
+    is empty (by default: when it is empty): looptrain never deletes what it did not create.
+
+    Raises:
+        DataError: `out_dir` exists and is not a directory, or holds foreign files (checked
+            before anything is written).
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir() or out_dir.is_symlink():
+            raise DataError(f"{out_dir} exists and is not a directory; move it away (looptrain "
+                            f"writes generated data there)")
+        names = foreign(out_dir)
+        if names:
+            raise DataError(f"{out_dir} holds files looptrain did not generate ({listing(names)}); "
+                            f"move them away, or pass --data-dir to use your own data")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
@@ -61,6 +77,32 @@ def atomic_directory(out_dir: str | Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def listing(names, limit: int = 3) -> str:
+    """`a, b, c and 4 more`: the first few of `names` (sorted) for an error message."""
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def not_generated_by(out_dir: str | Path, generator: str, files: list[str]) -> list[str]:
+    """The names in `out_dir` that `generator` did not write: all of them unless its
+    `manifest.json` names `generator`, else those other than `files`, the manifest and
+    `README.txt` (what a generator writes; anything else is the user's)."""
+    out_dir = Path(out_dir)
+    names = [p.name for p in out_dir.iterdir()]
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return names
+    if not isinstance(manifest, dict):
+        return names
+    # Manifests written before looptrain recorded the generator carry only "synthetic": true.
+    if manifest.get("generator", generator if manifest.get("synthetic") is True else None) != generator:
+        return names
+    allowed = {*files, "manifest.json", "README.txt"}
+    return [name for name in names if name not in allowed or not (out_dir / name).is_file()
+            or (out_dir / name).is_symlink()]
 
 
 def made_from(out_dir: str | Path, spec: dict, files: list[str]) -> bool:

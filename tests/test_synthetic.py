@@ -35,3 +35,38 @@ def test_ensure_generates_once_and_regenerates_incomplete(tmp_path):
     synthetic.ensure(out, SMALL_SPEC)
     assert (out / "val.txt").is_file()
     assert not list(tmp_path.glob(".c.*"))  # no temporary directory left behind
+
+
+def test_a_directory_of_the_users_is_never_replaced_by_generated_data(tmp_path):
+    import pytest
+
+    from looptrain.errors import DataError
+
+    out = tmp_path / "synthetic"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"synthetic holds files looptrain did not generate "
+                                        r"\(notes.txt\); move them away, or pass --data-dir"):
+        synthetic.ensure(out, SMALL_SPEC)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert not list(tmp_path.glob(".synthetic.*"))
+
+
+def test_only_an_own_earlier_output_is_regenerated(tmp_path):
+    import dataclasses
+
+    import pytest
+
+    from looptrain.data import images
+    from looptrain.errors import DataError
+
+    out = synthetic.generate(tmp_path / "synthetic", SMALL_SPEC)
+    other = dataclasses.replace(SMALL_SPEC, seed=12)
+    synthetic.ensure(out, other)  # its own output under another spec: replaced
+    assert synthetic.made_from(out, dataclasses.asdict(other), synthetic.FILES)
+    (out / "mine.npz").write_bytes(b"user data")  # now it also holds a file of the user's
+    with pytest.raises(DataError, match=r"\(mine.npz\)"):
+        synthetic.ensure(out, SMALL_SPEC)
+    assert (out / "mine.npz").read_bytes() == b"user data"
+    with pytest.raises(DataError, match="holds files looptrain did not generate"):
+        images.ensure(out)  # another generator's output is not its own either

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from looptrain.files import atomic_directory, made_from
+from looptrain.files import atomic_directory, made_from, not_generated_by
+
+# Recorded in manifest.json: the directories this module may replace (and nothing else).
+GENERATOR = "looptrain.data.images"
+FILES = [f"{s}.npz" for s in ("train", "val", "test")]
 
 CLASSES = ("horizontal", "vertical", "diagonal", "antidiagonal", "ring", "disc", "plus", "cross")
 
@@ -48,12 +53,14 @@ def generate(out_dir: str | Path, spec: ImageSpec = ImageSpec()) -> Path:
         The output directory.
     """
     rng = np.random.default_rng(spec.seed)
-    with atomic_directory(out_dir) as tmp:
+    foreign = partial(not_generated_by, generator=GENERATOR, files=FILES)
+    with atomic_directory(out_dir, foreign=foreign) as tmp:
         for split, count in (("train", spec.num_train), ("val", spec.num_val), ("test", spec.num_test)):
             x, y = make_images(rng, spec, count)
             extra = {"labels": np.array(CLASSES)} if split == "train" else {}
             np.savez_compressed(tmp / f"{split}.npz", x=x, y=y, **extra)
-        manifest = {"synthetic": True, "classes": list(CLASSES), "spec": asdict(spec)}
+        manifest = {"synthetic": True, "generator": GENERATOR,
+                    "classes": list(CLASSES), "spec": asdict(spec)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.txt").write_text(_README, encoding="utf-8")
     return Path(out_dir)
@@ -61,7 +68,7 @@ def generate(out_dir: str | Path, spec: ImageSpec = ImageSpec()) -> Path:
 
 def ensure(out_dir: str | Path, spec: ImageSpec = ImageSpec()) -> Path:
     """Generates the images into `out_dir` unless its manifest says they were made from `spec`."""
-    if made_from(out_dir, asdict(spec), [f"{s}.npz" for s in ("train", "val", "test")]):
+    if made_from(out_dir, asdict(spec), FILES):
         return Path(out_dir)
     return generate(out_dir, spec)
 

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from looptrain.files import atomic_directory, made_from
+from looptrain.files import atomic_directory, made_from, not_generated_by
+
+# Recorded in manifest.json: the directories this module may replace (and nothing else).
+GENERATOR = "looptrain.data.synthetic"
+FILES = [f"{s}.txt" for s in ("train", "val", "test")]
 
 CATEGORIES = ("体育", "财经", "房产", "家居", "教育", "科技", "时尚", "时政", "游戏", "娱乐")
 # Pairs whose vocabularies overlap, as related news sections do.
@@ -64,11 +69,13 @@ def generate(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path
     """
     rng = np.random.default_rng(spec.seed)
     vocab = _make_vocabulary(rng, spec)
-    with atomic_directory(out_dir) as tmp:
+    foreign = partial(not_generated_by, generator=GENERATOR, files=FILES)
+    with atomic_directory(out_dir, foreign=foreign) as tmp:
         for split, count in (("train", spec.num_train), ("val", spec.num_val), ("test", spec.num_test)):
             lines = [_document(rng, spec, vocab) for _ in range(count)]
             (tmp / f"{split}.txt").write_text("".join(lines), encoding="utf-8")
-        manifest = {"synthetic": True, "categories": list(CATEGORIES), "spec": asdict(spec)}
+        manifest = {"synthetic": True, "generator": GENERATOR,
+                    "categories": list(CATEGORIES), "spec": asdict(spec)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
                                            encoding="utf-8")
         (tmp / "README.txt").write_text(_README, encoding="utf-8")
@@ -77,7 +84,7 @@ def generate(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path
 
 def ensure(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
     """Generates the corpus into `out_dir` unless its manifest says it was made from `spec`."""
-    if made_from(out_dir, asdict(spec), [f"{s}.txt" for s in ("train", "val", "test")]):
+    if made_from(out_dir, asdict(spec), FILES):
         return Path(out_dir)
     return generate(out_dir, spec)
 
