@@ -100,6 +100,8 @@ def resolve_train_config(args: argparse.Namespace) -> config_lib.Config:
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     config = resolve_train_config(args)
+    if not args.resume:
+        RunDir(args.run_dir).check_new()  # in a second, not after TensorFlow's start-up
     from looptrain.train.loop import train_and_evaluate  # imports TensorFlow: after arg checks
 
     result = train_and_evaluate(config, args.run_dir, resume=args.resume)
