@@ -3,8 +3,9 @@
 Texts go through exactly the training encoding (`data.text.encode_texts`: unknown characters
 dropped, post-padding/truncation to `seq_length`), so a text with no known character becomes all
 padding and still gets the model's (defined, if uninformative) answer. Input files and standard
-input are read like data files: UTF-8, one text per line, split on `\\n` only, a trailing `\\r` and
-a leading BOM removed; an empty (or blank) line is an error naming the line.
+input are read like data files: UTF-8, one text per line (ended by `\\n`, `\\r\\n` or `\\r`), a
+leading BOM removed (one anywhere else is an error); an empty (or blank) line is an error naming
+the line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from looptrain.data.text import encode_texts
+from looptrain.data.text import BOM, encode_texts, split_lines
 from looptrain.errors import UserError
 from looptrain.trained import TrainedModel, load_trained
 
@@ -56,21 +57,21 @@ def texts_from_bytes(raw: bytes, name: str) -> Texts:
     Raises:
         UserError: no lines at all, or invalid UTF-8 or an empty line (naming `name` and the line).
     """
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line
+    lines = split_lines(raw)
     if not lines:
         raise UserError(f"{name}: no texts; give TEXT arguments, --file F, or one text per line on "
                         f"standard input")
     texts = []
     for number, line in enumerate(lines, start=1):
         try:
-            texts.append(line.decode("utf-8").removesuffix("\r"))
+            text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UserError(f"{name}:{number}: not valid UTF-8 (byte {exc.start}); "
                             f"re-encode the input as UTF-8") from None
+        if BOM in text:
+            raise UserError(f"{name}:{number}: a byte-order mark (U+FEFF) inside the input, where two "
+                            f"files were probably joined; remove it")
+        texts.append(text)
     return _checked(Texts(texts, [f"{name}:{n}" for n in range(1, len(texts) + 1)]))
 
 

@@ -20,6 +20,9 @@ import numpy as np
 from looptrain.errors import DataError
 
 SPLITS = ("train", "val", "test")
+# A classifier's output layer, confusion matrix and report grow with the classes (the matrix with
+# their square); more than this is a mistake in the labels rather than a classification task.
+MAX_CLASSES = 10_000
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -81,9 +84,9 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
 
 
 def _check_x(path: Path, x: np.ndarray) -> np.ndarray:
-    if x.ndim < 2 or len(x) == 0:
+    if x.ndim < 2 or len(x) == 0 or 0 in x.shape[1:]:
         raise DataError(f"{path}: 'x' has shape {list(x.shape)}; expected [examples, features...] "
-                        f"with at least one example")
+                        f"with at least one example and one feature")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"{path}: 'x' has dtype {x.dtype}; expected numbers")
     x = x.astype(np.float32)
@@ -103,6 +106,10 @@ def _check_y(path: Path, y: np.ndarray, n: int) -> np.ndarray:
     if y.min() < 0:
         i = int(np.argmax(y < 0))
         raise DataError(f"{path}: y[{i}] = {int(y[i])}; class ids start at 0")
+    if y.max() >= MAX_CLASSES:  # before the cast to int32, which would wrap large ids silently
+        i = int(np.argmax(y >= MAX_CLASSES))
+        raise DataError(f"{path}: y[{i}] = {int(y[i])}; class ids must be below {MAX_CLASSES:,} "
+                        f"(0..C-1 for C classes)")
     return y.astype(np.int32)
 
 
@@ -112,6 +119,9 @@ def _class_names(path: Path, train: tuple) -> list[str]:
         names = [str(i) for i in range(int(y.max()) + 1)]
     else:
         names = [str(name) for name in names.reshape(-1)]
+        if len(names) > MAX_CLASSES:
+            raise DataError(f"{path}: 'labels' has {len(names):,} class names; at most "
+                            f"{MAX_CLASSES:,} classes are supported")
         if len(set(names)) != len(names) or any(not n.strip() or "\n" in n for n in names):
             raise DataError(f"{path}: 'labels' must be distinct, non-empty one-line class names")
     if len(names) < 2:

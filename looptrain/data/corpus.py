@@ -112,6 +112,10 @@ def load_corpus(data_dir: str | Path, *, seq_length: int, vocab_size: int,
         if len(labels) < 2:
             raise DataError(f"{train.path}: every example has the label '{labels[0]}'; a classifier "
                             f"needs at least two labels in the training split")
+        if len(labels) > arrays.MAX_CLASSES:
+            raise DataError(f"{train.path}: {len(labels):,} distinct labels; at most "
+                            f"{arrays.MAX_CLASSES:,} classes are supported (is the label column "
+                            f"really the first, before the tab?)")
     encoded = {
         name: (text.encode_texts(ex.texts, vocab, seq_length), text.encode_labels(ex, labels))
         for name, ex in examples.items()

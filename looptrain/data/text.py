@@ -2,7 +2,9 @@
 
 Conventions (documented in the README):
 - A file is UTF-8 with one example per line: the label, a tab, the text (further tabs belong to the text).
-  A leading BOM and trailing `\\r` are tolerated; anything else malformed is an error naming file and line.
+  Lines end with `\\n`, `\\r\\n` or `\\r` (old Mac files), as Python's universal newlines read them;
+  a byte-order mark is accepted at the start of the file only (inside, it means two files were joined
+  with `cat`); anything else malformed is an error naming file and line.
 - The vocabulary is `<PAD>` (id 0) followed by the `vocab_size - 1` most frequent characters of the
   training split, ties broken by code point so it is reproducible.
 - Characters not in the vocabulary are dropped (as in the reference classifier), so the text keeps its
@@ -45,7 +47,7 @@ def find_split_file(data_dir: str | Path, split: str) -> Path:
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist (pass --data-dir DIR)")
     exact = data_dir / f"{split}.txt"
-    if exact.is_file():
+    if exact.exists():
         return exact
     matches = sorted(data_dir.glob(f"*.{split}.txt"))
     if len(matches) == 1:
@@ -63,15 +65,7 @@ def read_examples(path: str | Path) -> Examples:
         DataError: naming the file and line of the first malformed line, or an empty file.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line
+    lines = split_lines(_read_regular(path))
     labels, texts = [], []
     for number, line in enumerate(lines, start=1):
         label, text = _parse_line(path, number, line)
@@ -82,13 +76,37 @@ def read_examples(path: str | Path) -> Examples:
     return Examples(path, labels, texts)
 
 
+BOM = "\ufeff"
+
+
+def split_lines(raw: bytes) -> list[bytes]:
+    """A file's lines without their ends (`\\n`, `\\r\\n` or `\\r`) and without a leading BOM."""
+    raw = raw.removeprefix(BOM.encode())
+    lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line
+    return lines
+
+
+def _read_regular(path: Path) -> bytes:
+    """A data file's bytes; a named pipe or device would block or never end, so only regular files."""
+    try:
+        if not path.is_file():
+            raise DataError(f"{path} is not a regular file; data files must be plain files")
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _parse_line(path: Path, number: int, line: bytes) -> tuple[str, str]:
     where = f"{path}:{number}"
     try:
         decoded = line.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{where}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
-    decoded = decoded.removesuffix("\r")
+    if BOM in decoded:
+        raise DataError(f"{where}: a byte-order mark (U+FEFF) inside the file, where two files were "
+                        f"probably joined with cat; remove it (only the first line may start with one)")
     label, tab, text = decoded.partition("\t")
     if not tab:
         what = "is empty" if not decoded.strip() else "has no tab"
