@@ -175,14 +175,19 @@ def _check_value(fld: dataclasses.Field, value: Any, key: str, source: str) -> A
     return value
 
 
-def from_dict(sections: Mapping[str, Any], *, source: str = "config") -> Config:
+def from_dict(sections: Mapping[str, Any], *, source: str = "config",
+              complete: bool = False) -> Config:
     """Builds a checked `Config` from `{"data": {...}, "model": {...}, "train": {...}}`.
 
-    Missing sections and keys keep their defaults.
+    Missing sections and keys keep their defaults, unless `complete`: a run's saved config must
+    hold every key (a default would silently change a resumed run), except the keys added since
+    with a `MIGRATIONS` value that reproduces how older runs behaved.
 
     Raises:
-        ConfigError: naming `source` and the offending key.
+        ConfigError: naming `source` and the offending (or, with `complete`, missing) key.
     """
+    if complete:
+        sections = _complete(sections, source)
     built = {}
     for section, values in sections.items():
         if section not in _SECTION_CLASSES:
@@ -200,6 +205,29 @@ def from_dict(sections: Mapping[str, Any], *, source: str = "config") -> Config:
             kwargs[name] = _check_value(fields[name], value, key, source)
         built[section] = cls(**kwargs)
     return Config(**built)
+
+
+# Keys added after runs were first saved: the value that reproduces the behaviour of a run saved
+# without them (used by `load_json` only). Empty: every key exists since looptrain 0.1.
+MIGRATIONS: dict[str, Any] = {}
+
+
+def _complete(sections: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """`sections` with migrated keys filled in; raises ConfigError naming the first missing key."""
+    out = {name: dict(values) if isinstance(values, Mapping) else values
+           for name, values in sections.items()}
+    for key in known_keys():
+        section, name = key.split(".")
+        values = out.setdefault(section, {})
+        if not isinstance(values, Mapping) or name in values:
+            continue
+        if key not in MIGRATIONS:
+            raise ConfigError(
+                f"{source}: no '{key}'; a run's saved config must hold every key (was it edited "
+                f"by hand or written by another looptrain version?); add '{key}' with the value "
+                f"the run was started with, or start a new --run-dir")
+        values[name] = MIGRATIONS[key]
+    return out
 
 
 def load_toml(path: str | Path) -> Config:
@@ -251,7 +279,10 @@ def load_json(path: str | Path) -> Config:
         raise ConfigError(f"{path} does not exist: is this a looptrain run directory?") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: unreadable run config ({exc}); the run directory is damaged") from None
-    return from_dict(sections, source=str(path))
+    if not isinstance(sections, dict):
+        raise ConfigError(f"{path}: not a run config (a JSON object of sections); the run "
+                          f"directory is damaged")
+    return from_dict(sections, source=str(path), complete=True)
 
 
 # Keys a resumed run may change: cadence and stopping, and where the (same) data now lives.
