@@ -16,8 +16,8 @@ import tensorflow as tf
 from looptrain.config import Config
 from looptrain.errors import RunDirError
 from looptrain.models import build_model, create_model
-from looptrain.run import RunDir
-from looptrain.train.checkpoint import restore_model
+from looptrain.run import RunDir, run_identity
+from looptrain.train.checkpoint import check_identity, restore_model
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ def load_trained(run_dir: str | Path, *, checkpoint: str = "best",
     config = run.load_config()
     path = find_checkpoint(run, checkpoint)
     vocab, labels = run.load_vocab(), run.load_labels()
+    check_identity(path, run_identity(config, vocab, labels))
     if example_shape is None:
         if vocab is None:
             raise RunDirError(f"{run.path} was trained on array data (it has no vocab.txt); predict "

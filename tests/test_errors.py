@@ -36,6 +36,7 @@ def _lines(tmp_path):
 
 
 def _train(tmp_path, *argv):
+    """train.py on the tiny config into `tmp_path/new` (a later --run-dir in `argv` wins)."""
     return train_main, ["--config", str(ROOT / "configs" / "tiny.toml"), "--run-dir",
                         str(tmp_path / "new"), *argv]
 
@@ -106,11 +107,52 @@ CASES = {
     "an empty line given to predict": (
         lambda t, r: (predict_main, ["--run-dir", str(r / "run"), "--file", str(_lines(t))]),
         "{t}/texts.txt:3: empty text; give one non-empty text per line"),
-    "evaluate a checkpoint of a different model": (
+    "evaluate a checkpoint of another run": (
         lambda t, r: (evaluate_main, ["--run-dir", str(r / "run"), "--checkpoint",
                                       str(r / "other" / "checkpoints" / "ckpt-5")]),
-        "checkpoint {r}/other/checkpoints/ckpt-5 does not match this model \\(.*\\)"),
+        "checkpoint {r}/other/checkpoints/ckpt-5 belongs to another run \\(its vocabulary, labels or "
+        "model differ from this run's\\); use one of this run's checkpoints"),
+    "a new run in a directory holding other files": (
+        lambda t, r: _train(t, "--run-dir", str(_notes(t))),
+        "{t}/mine is not empty and is not a looptrain run \\(it holds labels.txt, notes.txt\\); "
+        "choose a new or empty --run-dir"),
+    "--run-dir naming the current directory": (
+        lambda t, r: _train(t, "--run-dir", ""),
+        "--run-dir '.' is the current directory; a run needs a directory of its own, e.g. "
+        "--run-dir runs/NAME"),
+    "--run-dir naming a file": (
+        lambda t, r: _train(t, "--run-dir", str(_notes(t) / "notes.txt")),
+        "--run-dir {t}/mine/notes.txt is a file, not a directory; choose another --run-dir"),
+    "a byte-order mark inside a data file": (
+        lambda t, r: _train(t, *_data(t, train=GOOD + "\ufeff体育\t比赛\n")),
+        "{d}/train.txt:3: a byte-order mark \\(U\\+FEFF\\) inside the file, where two files were "
+        "probably joined with cat; remove it \\(only the first line may start with one\\)"),
+    "--resume with a saved config missing a key": (
+        lambda t, r: (train_main, ["--run-dir", str(_without_seed(t, r)), "--resume"]),
+        "{t}/copy/config.json: no 'train.seed'; a run's saved config must hold every key \\(was it "
+        "edited by hand or written by another looptrain version\\?\\); add 'train.seed' with the "
+        "value the run was started with, or start a new --run-dir"),
 }
+
+
+def _notes(tmp_path):
+    """A directory of the user's own: their notes and a labels.txt that a run must not overwrite."""
+    (tmp_path / "mine").mkdir(exist_ok=True)
+    (tmp_path / "mine" / "notes.txt").write_text("mine\n")
+    (tmp_path / "mine" / "labels.txt").write_text("mine too\n")
+    return tmp_path / "mine"
+
+
+def _without_seed(tmp_path, runs):
+    """A copy of the trained run whose config.json lost its train.seed (a hand edit)."""
+    import json
+    import shutil
+
+    copy = shutil.copytree(runs / "run", tmp_path / "copy", symlinks=True)
+    config = json.loads((copy / "config.json").read_text())
+    del config["train"]["seed"]
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -130,6 +172,9 @@ def test_bad_input_is_one_line_exit_2_and_loses_nothing(case, tmp_path, runs, ca
     assert re.fullmatch(f"error: {expected}\n", err), err
     assert snapshot(runs) == before
     assert not (tmp_path / "new").exists()
+    if (tmp_path / "mine").exists():  # the user's own files are untouched and nothing was added
+        assert snapshot(tmp_path / "mine") == {Path("labels.txt"): b"mine too\n",
+                                               Path("notes.txt"): b"mine\n"}
 
 
 def test_readme_error_table_lists_every_case():

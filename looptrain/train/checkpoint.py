@@ -91,12 +91,16 @@ class Checkpoints:
 
     def __init__(self, run_path: Path, *, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  step: tf.Variable, steps_per_epoch: int, early_stopping: EarlyStopping,
-                 max_to_keep: int, counters: dict[str, tf.Variable] | None = None):
+                 max_to_keep: int, identity: str, counters: dict[str, tf.Variable] | None = None):
         self.step, self.steps_per_epoch = step, steps_per_epoch
         self.position = DataPosition()
         self.model = model
+        # Every checkpoint, the best copy included, records which run it belongs to (see
+        # `check_identity`), so a checkpoint of another run is never restored by path.
+        self.identity = tf.Variable(identity, trainable=False, name="run_identity")
         self.checkpoint = tf.train.Checkpoint(
             model=model, optimizer=optimizer, step=step, data_position=self.position,
+            run_identity=self.identity,
             early_stopping=early_stopping, random_state=random_state_variables(model),
             **(counters or {}))
         check_tracked(model)
@@ -114,7 +118,8 @@ class Checkpoints:
         """Replaces the best-model copy by the current weights, with `best.json` describing them."""
         target = self.run_path / f"best.{step}"
         shutil.rmtree(target, ignore_errors=True)  # left over by a kill during an earlier attempt
-        path = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model), str(target),
+        best = tf.train.Checkpoint(model=self.model, run_identity=self.identity)
+        path = tf.train.CheckpointManager(best, str(target),
                                           max_to_keep=1, checkpoint_name="best").save(step)
         info = {"step": step, "checkpoint": Path(path).name, **metrics}
         write_text_atomic(target / "best.json", json.dumps(info, indent=2) + "\n")
@@ -197,6 +202,23 @@ def check_tracked(model: keras.Model) -> None:
     if missing:
         raise TypeError(f"{type(model).__name__}: variables not reachable by tf.train.Checkpoint "
                         f"(assign each layer to its own attribute, not a list): {missing}")
+
+
+def check_identity(path: str, identity: str) -> None:
+    """Raises RunDirError unless the checkpoint at `path` records the run identity `identity`.
+
+    A checkpoint of another run whose model has the same shapes would restore without complaint,
+    and with another vocabulary or label order it would be silently wrong.
+    """
+    try:
+        recorded = tf.train.load_variable(path, "run_identity/.ATTRIBUTES/VARIABLE_VALUE")
+    except (tf.errors.OpError, ValueError):
+        raise RunDirError(f"checkpoint {path} records no run identity: it was not written for this "
+                          f"run's vocabulary, labels and model; use one of this run's checkpoints "
+                          f"(best, latest, or a path under the run directory)") from None
+    if recorded.decode() != identity:
+        raise RunDirError(f"checkpoint {path} belongs to another run (its vocabulary, labels or "
+                          f"model differ from this run's); use one of this run's checkpoints")
 
 
 def restore_model(model: keras.Model, path: str) -> None:

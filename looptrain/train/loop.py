@@ -26,7 +26,7 @@ from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_eval_dataset, make_train_dataset, steps_per_epoch
 from looptrain.errors import Stopped, TrainingDiverged, WorkerLost
 from looptrain.models import build_model, create_model, get_model_class
-from looptrain.run import RunDir
+from looptrain.run import RunDir, run_identity
 from looptrain.train import distribute, inspect
 from looptrain.train.call import TrainCall
 from looptrain.train.checkpoint import Checkpoints, EarlyStopping
@@ -138,6 +138,7 @@ def _set_up_and_train(config, run, corpus, resume, display, signals, cluster) ->
         run.path, model=model, optimizer=optimizer, step=step_var,
         steps_per_epoch=steps_per_epoch(len(corpus.splits["train"][1]), config.train.batch_size),
         early_stopping=early, max_to_keep=config.train.keep_checkpoints,
+        identity=run_identity(config, corpus.vocab, corpus.labels),
         counters={"nonfinite_steps": trainer.nonfinite_steps})
     if resume:
         restored, warnings = checkpoints.restore_latest(cluster.source.checkpoints)
