@@ -25,7 +25,7 @@ TRAIN_FLAGS = {
     "learning_rate": "train.learning_rate", "seed": "train.seed", "eval_every": "train.eval_every",
     "checkpoint_every": "train.checkpoint_every", "patience": "train.patience",
     "on_nan": "train.on_nan", "deterministic": "train.deterministic",
-    "strategy": "train.strategy", "num_devices": "train.num_devices",
+    "strategy": "train.strategy", "num_devices": "train.num_devices", "task": "task.path",
 }
 
 
@@ -54,7 +54,11 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config file (default: built-in reference TextCNN)")
     p.add_argument("--run-dir", default="runs/default", help="run directory (default: runs/default)")
     p.add_argument("--data-dir", help="directory with train/val/test files (default: embedded corpus)")
-    p.add_argument("--model", help="registered model name (textcnn, textrnn)")
+    p.add_argument("--task", metavar="MODULE:ATTR",
+                   help="train a task of your own (an lt.Task subclass; its module importable, e.g. "
+                        "on PYTHONPATH); its arguments: [task] in --config, --set task.KEY=VALUE")
+    p.add_argument("--model", help="model.name: a registered model (see README: Models) or "
+                                   "module:Class")
     p.add_argument("--epochs", type=int, help="train.num_epochs")
     p.add_argument("--max-steps", type=int, help="train.max_steps (0 = no limit)")
     p.add_argument("--batch-size", type=int, help="train.batch_size")
@@ -71,23 +75,41 @@ def train_parser() -> argparse.ArgumentParser:
                    help="train.strategy: tf.distribute strategy (multiworker: see launch_local.py)")
     p.add_argument("--num-devices", type=int, metavar="N",
                    help="train.num_devices: devices for --strategy mirrored (logical CPUs without GPUs)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--resume", nargs="?", const="yes", default="no", choices=("yes", "auto"),
+                   help="continue the run in --run-dir; --resume=auto: continue it if it exists, "
+                        "else start it (one command for a job that may be requeued)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config key, e.g. --set model.dropout=0.3 (repeatable)")
     return p
 
 
-def resolve_train_config(args: argparse.Namespace) -> config_lib.Config:
-    """Builds the run's config: defaults < --config file < flags < --set (or the saved config)."""
+def resume_mode(args: argparse.Namespace) -> bool:
+    """Whether this command continues a run: `--resume`, or `--resume=auto` on a directory that
+    holds one."""
+    if args.resume == "auto":
+        return RunDir(args.run_dir).has_run()
+    return args.resume == "yes"
+
+
+def resolve_train_config(args: argparse.Namespace, resume: bool | None = None) -> config_lib.Config:
+    """Builds the run's config: defaults < --config file < flags < --set; when resuming, the saved
+    config, with the same sources applied on top: a value equal to the saved one is accepted,
+    only a real change of a fixed key is refused (naming it)."""
     flags = {f"--{name.replace('_', '-')}": (key, getattr(args, name))
              for name, key in TRAIN_FLAGS.items() if getattr(args, name) is not None}
     sets = config_lib.parse_set(args.set)
-    if args.resume:
-        if args.config:
-            raise UserError("--resume continues with the run's saved config.json; drop --config")
+    if resume is None:
+        resume = resume_mode(args)
+    if resume:
         run = RunDir(args.run_dir)
         run.check_resumable()
+        if not run.config_file.is_file():
+            raise UserError(f"{run.path} has no config.json (its start was interrupted before it was "
+                            f"written); remove the directory and start again, or use another --run-dir")
         config = run.load_config()
+        if args.config:
+            file_values = config_lib.flatten(config_lib.read_toml(args.config))
+            config = config_lib.resume_config(config, file_values, source=args.config)
         for flag, (key, value) in flags.items():
             config = config_lib.resume_config(config, {key: value}, source=flag)
         return config_lib.resume_config(config, sets, source="--set")
@@ -99,14 +121,15 @@ def resolve_train_config(args: argparse.Namespace) -> config_lib.Config:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
-    config = resolve_train_config(args)
-    if not args.resume:
+    resume = resume_mode(args)
+    config = resolve_train_config(args, resume)
+    if not resume:
         RunDir(args.run_dir).check_new()  # in a second, not after TensorFlow's start-up
-    from looptrain.train.loop import train_and_evaluate  # imports TensorFlow: after arg checks
+    from looptrain.app.experiment import train_and_evaluate  # imports TensorFlow: after the checks
 
-    result = train_and_evaluate(config, args.run_dir, resume=args.resume)
-    print(f"run {args.run_dir}: step {result.step}, best val accuracy {result.best_value:.4f} at step "
-          f"{result.best_step}, {result.examples_per_second:.0f} train examples/s")
+    result = train_and_evaluate(config, args.run_dir, resume=resume)
+    print(f"run {args.run_dir}: step {result.step}, best {result.monitor} {result.best_value:.4f} at "
+          f"step {result.best_step}, {result.examples_per_second:.0f} train examples/s")
     return 0
 
 
@@ -124,13 +147,22 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
     from rich.console import Console
 
-    from looptrain.evaluate import evaluate_run, save_report
-    from looptrain.report import rich_tables, summary_line
+    from looptrain.app import evaluation
+    from looptrain.app.report import rich_tables, summary_line
 
-    result = evaluate_run(args.run_dir, checkpoint=args.checkpoint, split=args.split,
-                          data_dir=args.data_dir)
-    paths = save_report(args.run_dir, result)
     console = Console(highlight=False)
+    run = RunDir(args.run_dir)
+    run.check_exists()
+    if run.load_config().task_path:  # a task of the user's: its own metrics
+        result = evaluation.evaluate_task_run(args.run_dir, checkpoint=args.checkpoint,
+                                              split=args.split)
+        path = evaluation.save_task_report(args.run_dir, result)
+        console.print(evaluation.task_table(result))
+        console.print(f"report: {path}", soft_wrap=True)
+        return 0
+    result = evaluation.evaluate_run(args.run_dir, checkpoint=args.checkpoint, split=args.split,
+                                     data_dir=args.data_dir)
+    paths = evaluation.save_report(args.run_dir, result)
     for table in rich_tables(result.report()):
         console.print(table)
     console.print(summary_line(result.report()), soft_wrap=True)
@@ -158,7 +190,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         raise UserError("give texts as arguments or with --file, not both")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
-    from looptrain import predict
+    from looptrain.app import predict
 
     if args.texts:
         texts = predict.texts_from_arguments(args.texts)
@@ -193,7 +225,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 def export_main(argv: Sequence[str] | None = None) -> int:
     args = export_parser().parse_args(argv)
-    from looptrain.export import export_run
+    from looptrain.app.export import export_run
 
     out = export_run(args.run_dir, args.out, checkpoint=args.checkpoint)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

@@ -8,24 +8,18 @@ section or key is an error naming it, so a typo never silently trains the wrong 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import json
-import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from looptrain.errors import ConfigError
-
-
-def _field(default, *, low=None, high=None, choices=None, pattern=None, doc=""):
-    """A dataclass field carrying its validation bounds in metadata.
-
-    `pattern` is `(regex, description)` for strings with a syntax, e.g. comma-separated widths.
-    """
-    return field(default=default, metadata={"low": low, "high": high, "choices": choices,
-                                            "pattern": pattern, "doc": doc})
+from looptrain.settings import RESUMABLE, LoopSettings, check_value
+from looptrain.settings import setting as _field
 
 
 @dataclass(frozen=True)
@@ -33,8 +27,10 @@ class DataConfig:
     """Where the examples come from and how text becomes a fixed-length id sequence."""
 
     data_dir: str = _field("", doc="directory with train/val/test files; '' = embedded synthetic corpus")
-    seq_length: int = _field(600, low=1, doc="characters per example after padding/truncation")
-    vocab_size: int = _field(5000, low=2, doc="vocabulary size including <PAD> (id 0)")
+    seq_length: int = _field(600, low=1, high=100_000,
+                             doc="characters per example after padding/truncation")
+    vocab_size: int = _field(5000, low=2, high=1_114_112,
+                             doc="vocabulary size including <PAD> (id 0)")
     bucket_window: int = _field(0, low=0, doc="length bucketing: sort texts by length within windows "
                                               "of N batches, trim padding; 0 = off (RNNs: on)")
     embedded: str = _field("text", choices=("text", "images"),
@@ -45,7 +41,8 @@ class DataConfig:
 class ModelConfig:
     """Architecture. `name` selects a registered model; each model reads the fields it needs."""
 
-    name: str = _field("textcnn", doc="registered model name (see README: Models)")
+    name: str = _field("textcnn", doc="registered model name (see README: Models), or "
+                                      "'module:Class' for a model of your own")
     embedding_dim: int = _field(64, low=1, doc="character embedding width")
     num_filters: int = _field(256, low=1, doc="convolution filters (TextCNN; MultiCNN per width; "
                                               "ConvNet's first block, doubled per block)")
@@ -69,40 +66,13 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and the cadence of evaluation, logging and checkpointing (all in steps)."""
+class TrainConfig(LoopSettings):
+    """The loop's settings (`settings.LoopSettings`) and the built-in classifier's optimisation."""
 
     learning_rate: float = _field(1e-3, low=1e-12, doc="Adam learning rate (a schedule's peak)")
-    batch_size: int = _field(64, low=1, doc="examples per training step (per optimizer update)")
-    num_epochs: int = _field(10, low=1, doc="passes over the training split")
-    max_steps: int = _field(0, low=0, doc="stop after this many steps; 0 = no limit")
-    eval_every: int = _field(100, low=1, doc="evaluate on the validation split every N steps")
-    checkpoint_every: int = _field(100, low=1, doc="write a checkpoint every N steps (and at the end)")
-    log_every: int = _field(10, low=1, doc="write training scalars every N steps")
-    patience: int = _field(1000, low=1, doc="stop after N steps without a better val accuracy")
     clip_norm: float = _field(0.0, low=0.0, doc="global-norm gradient clipping; 0 = off")
-    keep_checkpoints: int = _field(5, low=1, doc="how many recent checkpoints to keep")
-    seed: int = _field(42, low=0, doc="seed for weights, dropout and data shuffling")
-    on_nan: str = _field("stop", choices=("stop", "skip"),
-                         doc="non-finite loss/gradient: stop (keeping the last good checkpoint) or "
-                             "skip the batch")
-    deterministic: bool = _field(True, doc="TensorFlow op determinism (bit-identical reruns and resumes)")
-    steps_per_loop: int = _field(100, low=1, doc="most steps per compiled call (calls also end at "
-                                                  "every log, eval and checkpoint step)")
-    jit_compile: str = _field("auto", choices=("auto", "on", "off"),
-                              doc="XLA for the train/eval steps; auto = on with a GPU/TPU, except "
-                                  "for RNNs and length-bucketed input (off on CPU: slower there)")
-    strategy: str = _field("default", choices=("default", "mirrored", "multiworker"),
-                           doc="tf.distribute: one device, the devices of this host, or several "
-                               "workers (TF_CONFIG, see scripts/launch_local.py)")
-    num_devices: int = _field(0, low=0, doc="devices for mirrored: the first N GPUs (0 = all), or N "
-                                            "logical CPU devices on a host without GPUs")
     precision: str = _field("float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
                             doc="layer compute dtype; variables, logits and loss stay float32")
-    # 1000, not 100: at every 100 steps the probe cost the tiny MLP of `make bench` ~12 % of its
-    # speed (Keras' TensorBoard callback writes none by default).
-    histogram_every: int = _field(
-        1000, low=0, doc="write weight and gradient histograms every N steps; 0 = off")
     lr_schedule: str = _field("constant", choices=("constant", "exponential", "cosine"),
                               doc="learning-rate schedule")
     lr_decay_steps: int = _field(0, low=0, doc="exponential: steps per decay by lr_decay_rate; "
@@ -116,16 +86,41 @@ class TrainConfig:
                                 doc="per-class loss weights: '', 'balanced' or '1,3.5,...'")
 
 
+# The [train] keys of the built-in classifier (the rest are the loop's, and apply to any task).
+CLASSIFIER_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                              if f.name not in {g.name for g in dataclasses.fields(LoopSettings)})
+
+
 @dataclass(frozen=True)
 class Config:
-    """The whole configuration of a run."""
+    """The whole configuration of a run.
+
+    `task` is the `[task]` section: `path` ("module:attr") names a task of the user's (empty: the
+    built-in classifier, configured by `data` and `model`), and its other keys are that task's
+    constructor arguments. `model_extra` holds `[model]` keys a model of the user's takes beyond
+    the built-in ones (checked against its constructor).
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    task: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"path": ""}))
+    model_extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def task_path(self) -> str:
+        """"module:attr" of a user task, or "" for the built-in classifier."""
+        return self.task.get("path", "")
+
+    @property
+    def task_params(self) -> dict[str, Any]:
+        """The user task's constructor arguments."""
+        return {k: v for k, v in self.task.items() if k != "path"}
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        return {"data": dataclasses.asdict(self.data),
+                "model": {**dataclasses.asdict(self.model), **self.model_extra},
+                "train": dataclasses.asdict(self.train), "task": dict(self.task)}
 
     def replace(self, overrides: Mapping[str, Any], *, source: str = "override") -> "Config":
         """Returns a copy with dotted-key overrides (`{"train.batch_size": 32}`) applied and checked."""
@@ -137,47 +132,27 @@ class Config:
 
 
 _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_OPEN_SECTIONS = ("model", "task")  # sections whose other keys a user's model or task defines
 
 
 def known_keys() -> list[str]:
-    """All dotted keys, e.g. `train.batch_size`."""
-    return [f"{s}.{f.name}" for s, cls in _SECTION_CLASSES.items() for f in dataclasses.fields(cls)]
+    """All fixed dotted keys, e.g. `train.batch_size` (plus `task.path`)."""
+    return [f"{s}.{f.name}" for s, cls in _SECTION_CLASSES.items()
+            for f in dataclasses.fields(cls)] + ["task.path"]
 
 
 def _split_key(key: str, source: str) -> tuple[str, str]:
     section, _, name = key.partition(".")
     cls = _SECTION_CLASSES.get(section)
-    if cls is None or name not in {f.name for f in dataclasses.fields(cls)}:
+    known = cls is not None and name in {f.name for f in dataclasses.fields(cls)}
+    if not known and not (section in _OPEN_SECTIONS and name.isidentifier()):
         raise ConfigError(f"{source}: unknown config key '{key}' (known keys: {', '.join(known_keys())})")
     return section, name
 
 
-def _check_value(fld: dataclasses.Field, value: Any, key: str, source: str) -> Any:
-    """Type- and range-checks one value; ints are accepted where floats are expected."""
-    expected = {"int": int, "float": float, "str": str, "bool": bool}[fld.type]
-    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
-    if not ok:
-        raise ConfigError(
-            f"{source}: '{key}' must be {fld.type}, got {type(value).__name__} {value!r}")
-    meta = fld.metadata
-    if expected is float and not math.isfinite(value):
-        raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
-    if meta.get("low") is not None and value < meta["low"]:
-        raise ConfigError(f"{source}: '{key}' must be >= {meta['low']}, got {value!r}")
-    if meta.get("high") is not None and value > meta["high"]:
-        raise ConfigError(f"{source}: '{key}' must be <= {meta['high']}, got {value!r}")
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{source}: '{key}' must be one of {list(meta['choices'])}, got {value!r}")
-    if meta.get("pattern") and not re.fullmatch(meta["pattern"][0], value):
-        raise ConfigError(f"{source}: '{key}' must be {meta['pattern'][1]}, got {value!r}")
-    return value
-
-
 def from_dict(sections: Mapping[str, Any], *, source: str = "config",
               complete: bool = False) -> Config:
-    """Builds a checked `Config` from `{"data": {...}, "model": {...}, "train": {...}}`.
+    """Builds a checked `Config` from `{"data": {...}, "model": {...}, "train": {...}, "task": {...}}`.
 
     Missing sections and keys keep their defaults, unless `complete`: a run's saved config must
     hold every key (a default would silently change a resumed run), except the keys added since
@@ -188,28 +163,121 @@ def from_dict(sections: Mapping[str, Any], *, source: str = "config",
     """
     if complete:
         sections = _complete(sections, source)
-    built = {}
+    built, extra, task = {}, {}, {"path": ""}
     for section, values in sections.items():
-        if section not in _SECTION_CLASSES:
-            raise ConfigError(
-                f"{source}: unknown config section '{section}' (known: {', '.join(_SECTION_CLASSES)})")
+        if section not in (*_SECTION_CLASSES, "task"):
+            raise ConfigError(f"{source}: unknown config section '{section}' (known: "
+                              f"{', '.join([*_SECTION_CLASSES, 'task'])})")
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: '{section}' must be a table of keys")
+        if section == "task":
+            task.update(values)
+            continue
         cls = _SECTION_CLASSES[section]
         fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for name, value in values.items():
             key = f"{section}.{name}"
-            if name not in fields:
-                _split_key(key, source)  # raises with the list of known keys
-            kwargs[name] = _check_value(fields[name], value, key, source)
+            if name in fields:
+                kwargs[name] = check_value(fields[name], value, key, source)
+            else:
+                _split_key(key, source)  # raises with the list of known keys unless open
+                extra[name] = value
         built[section] = cls(**kwargs)
-    return Config(**built)
+    config = Config(**built, task=MappingProxyType(task), model_extra=MappingProxyType(extra))
+    return _checked_open_sections(config, source)
+
+
+def _checked_open_sections(config: Config, source: str) -> Config:
+    """Checks `[task]` against the task's constructor and extra `[model]` keys against the
+    model's, importing the user's module only when there is something of the user's to check."""
+    path = config.task_path
+    if not isinstance(path, str):
+        raise ConfigError(f"{source}: 'task.path' must be a string 'module:attr', got {path!r}")
+    if path:
+        task_class = import_attr(path, f"{source}: 'task.path'")
+        params = check_arguments(task_class, config.task_params, f"{source}", "task")
+        for section, cls in (("data", DataConfig), ("model", ModelConfig)):
+            if getattr(config, section) != cls() or (section == "model" and config.model_extra):
+                raise ConfigError(f"{source}: [{section}] configures the built-in classifier; a "
+                                  f"--task takes its settings from [task] (task.KEY=VALUE)")
+        changed = [k for k in CLASSIFIER_TRAIN_KEYS
+                   if getattr(config.train, k) != getattr(TrainConfig(), k)]
+        if changed:
+            raise ConfigError(f"{source}: 'train.{changed[0]}' configures the built-in classifier; "
+                              f"a --task sets its own in [task] (task.KEY=VALUE)")
+        return dataclasses.replace(config, task=MappingProxyType({"path": path, **params}))
+    if config.task_params:
+        first = next(iter(config.task_params))
+        raise ConfigError(f"{source}: 'task.{first}' is set but no task is named; give "
+                          f"--task module:attr (or task.path) for a task of your own")
+    if config.model_extra:
+        from looptrain.models import get_model_class  # imports Keras: only for a user's model
+
+        model_class = get_model_class(config.model.name)
+        check_arguments(model_class, config.model_extra, source, "model")
+    return config
+
+
+def import_attr(path: str, what: str):
+    """The object `module:attr` names (the module importable, e.g. on PYTHONPATH).
+
+    Raises:
+        ConfigError: the path is malformed, the module cannot be imported or lacks the attribute.
+    """
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"{what} is {path!r}; expected 'module:attr', e.g. 'mytasks:Regression'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{what}: cannot import module '{module_name}' ({exc}); is its directory "
+                          f"on PYTHONPATH?") from None
+    try:
+        value = module
+        for part in attr.split("."):
+            value = getattr(value, part)
+    except AttributeError:
+        raise ConfigError(f"{what}: module '{module_name}' has no '{attr}'") from None
+    return value
+
+
+def check_arguments(cls, values: Mapping[str, Any], source: str, section: str) -> dict[str, Any]:
+    """`values` checked against `cls.__init__`'s keyword parameters: an unknown name is an error
+    naming it, and a value whose default is a bool, int, float or str must have that type."""
+    params = {name: p for name, p in inspect.signature(cls.__init__).parameters.items()
+              if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    out = {}
+    for name, value in values.items():
+        key = f"{section}.{name}"
+        if name not in params:
+            known = ", ".join(f"{section}.{n}" for n in params) or "none"
+            raise ConfigError(f"{source}: unknown key '{key}': {cls.__name__}() takes no argument "
+                              f"'{name}' (it takes: {known})")
+        default = params[name].default
+        if default is not inspect.Parameter.empty and default is not None:
+            kind = type(default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if kind in (bool, int, float, str) and not (isinstance(value, kind) and (
+                    kind is bool or not isinstance(value, bool))):
+                raise ConfigError(f"{source}: '{key}' must be {kind.__name__} (as its default "
+                                  f"{default!r}), got {type(value).__name__} {value!r}")
+        out[name] = value
+    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in out]
+    if missing:
+        raise ConfigError(f"{source}: '{section}.{missing[0]}' is required by {cls.__name__}(); "
+                          f"set it with --set {section}.{missing[0]}=VALUE")
+    return out
 
 
 # Keys added after runs were first saved: the value that reproduces the behaviour of a run saved
-# without them (used by `load_json` only). Empty: every key exists since looptrain 0.1.
-MIGRATIONS: dict[str, Any] = {}
+# without them (used by `load_json` only).
+MIGRATIONS: dict[str, Any] = {
+    "train.monitor": "",  # looptrain 0.1 followed val accuracy: the classifier's own choice
+    "train.mode": "auto",
+    "task.path": "",  # looptrain 0.1 trained the built-in classifier only
+}
 
 
 def _complete(sections: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -236,6 +304,15 @@ def load_toml(path: str | Path) -> Config:
     Raises:
         ConfigError: the file is missing, is not valid TOML, or has a bad key or value.
     """
+    return from_dict(read_toml(path), source=str(path))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The sections of a TOML config file, unchecked.
+
+    Raises:
+        ConfigError: the file is missing or is not valid TOML.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -244,10 +321,15 @@ def load_toml(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     try:
-        sections = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return from_dict(sections, source=str(path))
+
+
+def flatten(sections: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"train.batch_size": 64, ...}` of a sections mapping."""
+    return {f"{s}.{k}": v for s, values in sections.items() if isinstance(values, Mapping)
+            for k, v in values.items()}
 
 
 def parse_set(assignments: list[str]) -> dict[str, Any]:
@@ -271,7 +353,7 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
 
 
 def load_json(path: str | Path) -> Config:
-    """Reads a resolved config written by `save_json` (a run's `config.json`)."""
+    """Reads a resolved config written by `RunDir.save_config` (a run's `config.json`)."""
     path = Path(path)
     try:
         sections = json.loads(path.read_text(encoding="utf-8"))
@@ -285,30 +367,33 @@ def load_json(path: str | Path) -> Config:
     return from_dict(sections, source=str(path), complete=True)
 
 
-# Keys a resumed run may change: cadence and stopping, and where the (same) data now lives.
-# Everything else (architecture, vocabulary, batch size, seed, optimiser) is fixed by the checkpoint.
-RESUMABLE_KEYS = frozenset({
-    "data.data_dir", "train.num_epochs", "train.max_steps", "train.eval_every",
-    "train.checkpoint_every", "train.log_every", "train.patience", "train.keep_checkpoints",
-    "train.on_nan", "train.deterministic", "train.steps_per_loop", "train.jit_compile",
-    "train.histogram_every", "train.strategy", "train.num_devices",
-})
+# Keys a resumed run may change: the loop's cadence and stopping (`settings.RESUMABLE`), and
+# where the (same) data now lives. Everything else (architecture, vocabulary, batch size, seed,
+# optimiser, the task and its arguments) is fixed by the checkpoint.
+RESUMABLE_KEYS = frozenset({"data.data_dir", *(f"train.{name}" for name in RESUMABLE)})
 
 
 def resume_config(saved: Config, overrides: Mapping[str, Any], *, source: str) -> Config:
-    """Applies overrides to a run's saved config, refusing any that would change a fixed key.
+    """Applies overrides to a run's saved config, refusing any that would change a fixed key;
+    an override equal to the saved value is simply accepted.
 
     Raises:
         ConfigError: an override changes a key outside `RESUMABLE_KEYS`, naming key, old and new.
     """
-    current = {f"{s}.{k}": v for s, values in saved.to_dict().items() for k, v in values.items()}
+    current = flatten(saved.to_dict())
     for key, value in overrides.items():
         section, name = _split_key(key, source)
         if key in RESUMABLE_KEYS:
             continue
-        new = getattr(getattr(from_dict({section: {name: value}}, source=source), section), name)
-        if new != current[key]:
+        if key in current and section in _SECTION_CLASSES and name in {
+                f.name for f in dataclasses.fields(_SECTION_CLASSES[section])}:
+            fld = next(f for f in dataclasses.fields(_SECTION_CLASSES[section]) if f.name == name)
+            new = check_value(fld, value, key, source)
+        else:
+            new = value
+        if key not in current or new != current[key]:
+            saved_value = current.get(key, "not set")
             raise ConfigError(
-                f"{source}: cannot change '{key}' of a resumed run (saved {current[key]!r}, given "
+                f"{source}: cannot change '{key}' of a resumed run (saved {saved_value!r}, given "
                 f"{new!r}); start a new --run-dir to train with a different value")
     return saved.replace(overrides, source=source)

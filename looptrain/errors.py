@@ -43,3 +43,7 @@ class Stopped(Exception):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class TaskError(UserError):
+    """A task whose step, outputs or state the loop cannot use (e.g. a non-scalar train output)."""

@@ -25,13 +25,19 @@ def read_lines(path: str | Path) -> list[str]:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Writes `text` to `path` via a temporary file in the same directory and `os.replace`."""
+    """Writes `text` (UTF-8) to `path` atomically (see `write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Writes `data` to `path` via a temporary file in the same directory and `os.replace`, so a
+    kill or a full disk leaves the old file or the new one, never half of one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain open() would
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -113,3 +119,14 @@ def made_from(out_dir: str | Path, spec: dict, files: list[str]) -> bool:
     except (OSError, ValueError):
         return False
     return manifest.get("spec") == spec and all((out_dir / f).is_file() for f in files)
+
+
+def point_symlink(link: Path, target: str) -> None:
+    """Makes `link` point at `target` with one atomic rename (a reader sees old or new, never none)."""
+    link = Path(link)
+    if link.is_dir() and not link.is_symlink():  # a best/ directory written by looptrain 0.1
+        link.rename(link.with_name(f"{link.name}.legacy"))
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)

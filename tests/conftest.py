@@ -39,7 +39,7 @@ def quiet_display():
     """A display whose output is captured instead of printed."""
     from rich.console import Console
 
-    from looptrain.train.progress import Display
+    from looptrain.callbacks.progress import Display
 
     return Display(Console(file=open(os.devnull, "w"), force_terminal=False))
 
@@ -80,8 +80,8 @@ def trained_run(corpus_dir, tmp_path_factory) -> Path:
     """
     from rich.console import Console
 
-    from looptrain.train.loop import train_and_evaluate
-    from looptrain.train.progress import Display
+    from looptrain.app.experiment import train_and_evaluate
+    from looptrain.callbacks.progress import Display
 
     config = config_lib.load_toml(ROOT / "configs" / "tiny.toml").replace(
         {"data.data_dir": str(corpus_dir), "train.histogram_every": 20})
@@ -108,11 +108,60 @@ def tiny_run(corpus_dir, tmp_path_factory) -> Path:
     """
     from rich.console import Console
 
-    from looptrain.train.loop import train_and_evaluate
-    from looptrain.train.progress import Display
+    from looptrain.app.experiment import train_and_evaluate
+    from looptrain.callbacks.progress import Display
 
     config = config_lib.load_toml(ROOT / "configs" / "tiny.toml").replace(
         {"data.data_dir": str(corpus_dir)})
     run = tmp_path_factory.mktemp("tiny") / "run"
     train_and_evaluate(config, run, display=Display(Console(file=open(os.devnull, "w"))))
     return run
+
+
+def given_task(model, optimizer, *, loss_fn=None, num_micro_batches=1):
+    """The built-in classifier's step around a model, optimizer and loss a test made itself."""
+    from looptrain.tasks.classification import Classification
+    from looptrain.tasks.losses import cross_entropy
+    from looptrain.task import Task
+
+    class Given(Classification):
+        def __init__(self, model, optimizer, loss_fn, num_micro_batches):
+            Task.__init__(self)
+            self.model, self.optimizer = model, optimizer
+            self.loss_fn = loss_fn or cross_entropy
+            self.num_micro_batches = num_micro_batches
+
+        def build(self):
+            self.optimizer.build(self.model.trainable_variables)
+
+    return Given(model, optimizer, loss_fn, num_micro_batches)
+
+
+def make_call(task, dataset, *, skip_nonfinite=False, jit_compile=False):
+    """`task` built and a `TrainCall` of its step over `dataset`: `(call, iterator)`."""
+    import tensorflow as tf
+
+    from looptrain.engine.call import TrainCall
+
+    task.build()
+    iterator = iter(dataset)
+    call = TrainCall(task, iterator, step=tf.Variable(0, dtype=tf.int64),
+                     skip_nonfinite=skip_nonfinite, jit_compile=jit_compile)
+    return call, iterator
+
+
+def step_losses(call, iterator, num_steps):
+    """The loss of each of `num_steps` steps, one compiled call per step."""
+    return [call(iterator, 1, log=True).logs["train/loss"] for _ in range(num_steps)]
+
+
+def untracked(model) -> dict:
+    """What `tf.train.Checkpoint` does not reach through a task holding `model` (the loop saves it
+    explicitly): `{key: variable}`."""
+    import tensorflow as tf
+
+    from looptrain.task import task_variables_untracked
+
+    holder = tf.Module()
+    holder.model = model
+    return task_variables_untracked(holder)

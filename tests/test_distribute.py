@@ -20,7 +20,7 @@ import tensorflow as tf
 from conftest import ROOT, assert_same_variables
 
 from looptrain.errors import ConfigError
-from looptrain.train import distribute
+from looptrain.engine import distribute
 
 # Dropout masks are drawn per replica, so only a dropout-free model can equal one device.
 NO_DROPOUT = ["--set", "model.dropout=0"]
@@ -42,7 +42,7 @@ def _run(argv, **kwargs) -> subprocess.CompletedProcess:
 
 def _max_abs_diff(checkpoint: str, reference: str) -> float:
     names = [n for n, _ in tf.train.list_variables(reference)
-             if n.startswith("model/") and n.endswith("VARIABLE_VALUE")]
+             if n.startswith("task/model/") and n.endswith("VARIABLE_VALUE")]
     assert names
     return max(float(np.max(np.abs(tf.train.load_variable(checkpoint, n)
                                    - tf.train.load_variable(reference, n)))) for n in names)

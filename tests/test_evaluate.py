@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from looptrain import bitmap_font
+from looptrain.app import bitmap_font
 from looptrain.cli import evaluate_main, run_main
 from looptrain.data.corpus import load_corpus
 from looptrain.data.pipeline import make_eval_dataset
-from looptrain.evaluate import ConfusionEvaluator
-from looptrain.report import Report, format_text, per_class_scores
-from looptrain.report_image import axis_names, confusion_matrix_image
-from looptrain.trained import load_trained
+from looptrain.app.evaluation import ConfusionEvaluator
+from looptrain.app.report import Report, format_text, per_class_scores
+from looptrain.app.report_image import axis_names, confusion_matrix_image
+from looptrain.app.trained import load_trained
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_confusion_evaluator_streams_partial_batches_with_one_trace(trained_run)
                          labels=trained.labels, splits=("test",))
     evaluator = ConfusionEvaluator(trained.model, len(trained.labels))
     for _ in range(2):  # 60 = 8 * 7 + 4: a partial last batch; the matrix is reset per pass
-        got = evaluator.evaluate(make_eval_dataset(*corpus.splits["test"], batch_size=7))
+        got = evaluator.evaluate(make_eval_dataset(corpus.splits["test"], batch_size=7))
         np.testing.assert_array_equal(got["confusion"].numpy(), expected)
     assert evaluator.evaluate.experimental_get_tracing_count() == 1
 

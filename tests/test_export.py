@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from looptrain.cli import export_main, run_main
 from looptrain.data.text import encode_texts, read_examples
-from looptrain.export import encode_strings, make_vocab_table
-from looptrain.predict import Predictor
+from looptrain.app.export import encode_strings, make_vocab_table
+from looptrain.app.predict import Predictor
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from rich.console import Console
 
-from looptrain.train.loop import train_and_evaluate
-from looptrain.train.progress import Display
+from looptrain.app.experiment import train_and_evaluate
+from looptrain.callbacks.progress import Display
 
 
 def read_events(logdir):
@@ -77,7 +77,7 @@ def test_histograms_off_change_nothing_else_and_the_summary_counts_parameters(
     ours = tf.train.latest_checkpoint(str(run / "checkpoints"))
     shared = tf.train.latest_checkpoint(str(trained_run / "checkpoints"))
     for name, _ in tf.train.list_variables(ours):
-        if name.startswith("model/") or name.startswith("random_state/"):
+        if name.startswith("task/model/") or name.startswith("untracked/"):
             np.testing.assert_array_equal(tf.train.load_variable(ours, name),
                                           tf.train.load_variable(shared, name), err_msg=name)
 
@@ -92,17 +92,23 @@ def test_histograms_off_change_nothing_else_and_the_summary_counts_parameters(
 
 
 def test_gradient_probe_is_traced_once(trained_run):
-    from looptrain.train.inspect import make_histogram_probe
-    from looptrain.train.summaries import SummaryWriter
-    from looptrain.trained import load_trained
+    import tensorflow as tf
+
+    from conftest import given_task
+    from looptrain.app.trained import load_trained
+    from looptrain.callbacks.histograms import Histograms
+    from looptrain.engine.summaries import SummaryWriter
+    from looptrain.tasks.classification import make_optimizer
 
     trained = load_trained(trained_run)
-    x = np.ones((5, trained.config.data.seq_length), np.int32)
-    probe = make_histogram_probe(trained.model, x, np.zeros(5, np.int32), batch_size=4)
+    task = given_task(trained.model, make_optimizer(learning_rate=1e-3, clip_norm=0.0))
+    x = np.ones((4, trained.config.data.seq_length), np.int32)
     writer = SummaryWriter(trained_run.parent / "probe-logs")
+    probe = Histograms(task, writer, 1, probe_batch=(tf.constant(x), tf.zeros([4], tf.int32)))
+    write = tf.function(lambda step: probe.in_call(step, {}))
     try:
-        probe.write(writer, 1)
-        probe.write(writer, 2)
+        write(tf.constant(1, tf.int64))
+        write(tf.constant(2, tf.int64))
     finally:
         writer.close()
     assert probe.gradients.experimental_get_tracing_count() == 1

@@ -11,8 +11,8 @@ from conftest import assert_same_variables, snapshot
 from rich.console import Console
 
 from looptrain.errors import RunDirError
-from looptrain.train.loop import train_and_evaluate
-from looptrain.train.progress import Display
+from looptrain.app.experiment import train_and_evaluate
+from looptrain.callbacks.progress import Display
 
 
 def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -94,7 +94,7 @@ def test_resume_continues_at_the_saved_step(tiny_config, tmp_path, quiet_display
     first = train_and_evaluate(tiny_config.replace({"train.max_steps": 37}), run, display=quiet_display)
     assert first.step == 37
     ckpt37 = tf.train.latest_checkpoint(str(run / "checkpoints"))
-    assert tf.train.load_variable(ckpt37, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 37
+    assert tf.train.load_variable(ckpt37, "task/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 37
     # 250 examples in batches of 16: 16 batches per epoch, so step 37 = epoch 2, batch 5.
     assert tf.train.load_variable(ckpt37, "data_position/epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
     assert tf.train.load_variable(ckpt37, "data_position/batch/.ATTRIBUTES/VARIABLE_VALUE") == 5
@@ -104,14 +104,14 @@ def test_resume_continues_at_the_saved_step(tiny_config, tmp_path, quiet_display
     assert (resumed.step, resumed.steps_run) == (60, 23)
     ckpt60 = tf.train.latest_checkpoint(str(run / "checkpoints"))
     assert ckpt60.endswith("ckpt-60")
-    assert tf.train.load_variable(ckpt60, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 60
+    assert tf.train.load_variable(ckpt60, "task/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 60
     assert tf.train.load_variable(ckpt60, "step/.ATTRIBUTES/VARIABLE_VALUE") == 60
 
     # The resumed run ends exactly where an uninterrupted run ends: same data order, dropout
     # masks, optimizer state and early-stopping state, variable for variable.
     names = assert_same_variables(ckpt60, tf.train.latest_checkpoint(str(tiny_run / "checkpoints")))
-    assert any(n.startswith("random_state/") for n in names)
-    assert any(n.startswith("optimizer/_variables/") for n in names)
+    assert any(n.startswith("untracked/") for n in names)
+    assert any(n.startswith("task/optimizer/_variables/") for n in names)
 
 
 class _InterruptAt(Display):
@@ -121,10 +121,10 @@ class _InterruptAt(Display):
         super().__init__(Console(file=io.StringIO()))
         self.at = step
 
-    def update(self, step, **fields):
-        if step == self.at:
+    def on_call_end(self, loop, result):
+        if loop.step == self.at:
             raise KeyboardInterrupt
-        super().update(step, **fields)
+        super().on_call_end(loop, result)
 
 
 def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_step_0(
@@ -192,8 +192,8 @@ def test_textrnn_trains_and_resumes_through_the_same_loop(tiny_config, tmp_path,
                               tf.train.latest_checkpoint(str(tmp_path / "straight" / "checkpoints")))
     # The model-only best/ copy holds the recurrent weights (not only the optimizer's references).
     names = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(run / "best")))]
-    assert [n for n in names if n.startswith("model/rnn_")] == [
-        f"model/rnn_{i}/cell/{w}/.ATTRIBUTES/VARIABLE_VALUE"
+    assert [n for n in names if n.startswith("task/model/rnn_")] == [
+        f"task/model/rnn_{i}/cell/{w}/.ATTRIBUTES/VARIABLE_VALUE"
         for i in (0, 1) for w in ("bias", "kernel", "recurrent_kernel")]
 
 

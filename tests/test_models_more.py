@@ -11,9 +11,10 @@ from looptrain.data.pipeline import make_eval_dataset, make_train_dataset
 from looptrain.errors import ConfigError
 from looptrain.models import build_model, create_model, registered_names
 from looptrain.models.layers import CharNgramBag, masked_max_over_time
-from looptrain.train.checkpoint import check_tracked, random_state_variables
-from looptrain.train.loop import train_and_evaluate
-from looptrain.train.step import Evaluator, Trainer, make_optimizer
+from conftest import given_task, make_call, untracked
+from looptrain.app.experiment import train_and_evaluate
+from looptrain.engine.evaluation import Evaluator
+from looptrain.tasks.classification import make_optimizer
 
 V, C, L = 50, 4, 12
 SMALL = dict(embedding_dim=6, hidden_dim=8, num_filters=5, kernel_size=3, ngram_buckets=40)
@@ -40,9 +41,10 @@ def test_every_model_gives_logits_and_is_fully_checkpointed(name):
     shape = (shape,) if isinstance(shape, int) else shape
     x = np.ones((3, *shape), dtype)
     assert model(x, training=False).shape == (3, C)
-    check_tracked(model)
-    # Every dropout layer's random state goes into the checkpoint (exact resume needs it).
-    assert random_state_variables(model)
+    # tf.train.Checkpoint reaches every weight, and every dropout layer's random state goes into
+    # the checkpoint explicitly (exact resume needs it).
+    extra = untracked(model)
+    assert extra and all(key.endswith("seed_generator_state") for key in extra)
 
 
 @pytest.mark.parametrize("cell, per_direction", [
@@ -142,12 +144,15 @@ def test_batch_norm_statistics_change_in_training_steps_only(image_dir):
                                      vocab_size=0, num_classes=8, data_kind="arrays"), (12, 12, 1), "float32")
     stats = [model.norm_0.moving_mean, model.norm_0.moving_variance]
     before = [v.numpy().copy() for v in stats]
-    Evaluator(model).evaluate(make_eval_dataset(*splits["val"], batch_size=16))
+    task = given_task(model, make_optimizer(learning_rate=1e-3, clip_norm=0.0))
+    dataset = make_eval_dataset(splits["val"], batch_size=16)
+    Evaluator(task, dataset.element_spec)(dataset)
     model(splits["test"][0], training=False)
     for value, old in zip(stats, before):
         np.testing.assert_array_equal(value.numpy(), old)
-    trainer = Trainer(model, make_optimizer(learning_rate=1e-3, clip_norm=0.0), tf.Variable(0, tf.int64))
-    trainer.train_step(iter(make_train_dataset(*splits["train"], batch_size=16, seed=1, num_epochs=1)))
+    call, iterator = make_call(task, make_train_dataset(splits["train"], batch_size=16, seed=1,
+                                                        num_epochs=1))
+    call(iterator, 1, log=False)
     for value, old in zip(stats, before):
         assert not np.allclose(value.numpy(), old)
 
@@ -204,8 +209,8 @@ def test_every_model_resumes_exactly(name, tiny_config, image_dir, tmp_path, qui
     ref = tf.train.latest_checkpoint(str(straight / "checkpoints"))
     names = [n for n, _ in tf.train.list_variables(ref)
              if n.endswith("VARIABLE_VALUE") and not n.startswith("save_counter")]
-    assert any(n.startswith("random_state/") for n in names)
-    assert any(n.startswith("model/") for n in names)
+    assert any(n.startswith("untracked/") and "seed_generator_state" in n for n in names)
+    assert any(n.startswith("task/model/") for n in names)
     for var in names:
         np.testing.assert_array_equal(tf.train.load_variable(got, var), tf.train.load_variable(ref, var),
                                       err_msg=var)

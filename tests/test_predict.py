@@ -9,8 +9,8 @@ import pytest
 
 from looptrain.cli import predict_main, run_main
 from looptrain.data.text import read_examples
-from looptrain.evaluate import evaluate_run
-from looptrain.predict import Predictor
+from looptrain.app.evaluation import evaluate_run
+from looptrain.app.predict import Predictor
 
 
 @pytest.fixture(scope="module")

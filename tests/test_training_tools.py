@@ -12,10 +12,11 @@ from looptrain import config as config_lib
 from looptrain.config import ModelConfig, TrainConfig
 from looptrain.errors import ConfigError
 from looptrain.models import build_model, create_model
-from looptrain.train.losses import class_weights, cross_entropy, make_loss_fn
-from looptrain.train.loop import train_and_evaluate
-from looptrain.train.schedules import make_learning_rate
-from looptrain.train.step import Trainer, make_optimizer
+from looptrain.tasks.losses import class_weights, cross_entropy, make_loss_fn
+from looptrain.app.experiment import train_and_evaluate
+from looptrain.tasks.schedules import make_learning_rate
+from looptrain.tasks.classification import make_optimizer
+from conftest import given_task, make_call, step_losses
 from test_loop import read_scalars
 
 V, C, L = 40, 4, 10
@@ -92,11 +93,12 @@ def _batch(n=10, seed=0):
     return rng.integers(1, 8, size=(n, L)).astype(np.int32), rng.integers(0, C, size=n).astype(np.int32)
 
 
-def _train(model, optimizer, batches, **trainer_args):
-    trainer = Trainer(model, optimizer, tf.Variable(0, tf.int64), **trainer_args)
-    iterator = iter(tf.data.Dataset.from_tensor_slices(tuple(np.stack(a) for a in zip(*batches))))
-    losses = [float(trainer.train_step(iterator)) for _ in batches]
-    return trainer, losses, [v.numpy() for v in model.trainable_variables]
+def _train(model, optimizer, batches, **task_args):
+    task = given_task(model, optimizer, **task_args)
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(np.stack(a) for a in zip(*batches)))
+    call, iterator = make_call(task, dataset)
+    losses = step_losses(call, iterator, len(batches))
+    return call, losses, [v.numpy() for v in model.trainable_variables]
 
 
 @pytest.mark.parametrize("name, num_micro_batches", [("textcnn", 2), ("textcnn", 3), ("fasttext", 4)])
@@ -107,14 +109,13 @@ def test_gradient_accumulation_equals_the_large_batch(name, num_micro_batches):
     batches = [_batch(10, seed) for seed in range(3)]  # 10 = 4+4+2 in 3 slices, 3+3+3+1 in 4
     fields = {"l2": 1e-3, "ngram_buckets": 30}
     _, big_losses, big = _train(_model(name, **fields), keras.optimizers.SGD(0.5), batches, loss_fn=loss_fn)
-    trainer, losses, accumulated = _train(_model(name, **fields), keras.optimizers.SGD(0.5), batches,
-                                          loss_fn=loss_fn, num_micro_batches=num_micro_batches)
+    call, losses, accumulated = _train(_model(name, **fields), keras.optimizers.SGD(0.5), batches,
+                                       loss_fn=loss_fn, num_micro_batches=num_micro_batches)
     np.testing.assert_allclose(losses, big_losses, rtol=1e-6)
     for a, b in zip(accumulated, big):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(big[0], _model(name, **fields).trainable_variables[0].numpy())  # it trained
-    assert trainer.train_step.experimental_get_tracing_count() == 1
-    assert trainer.metrics["accuracy"].count.numpy() == 30  # every example counted once
+    assert call.function.experimental_get_tracing_count() == 1
 
 
 def test_accumulation_with_clipping_and_adam_matches_too():
@@ -142,10 +143,12 @@ def test_clipping_and_adam_see_the_true_gradient_of_repeated_tokens():
     clipped, _ = tf.clip_by_global_norm(grads, 0.5 * norm)  # clipping is active
     adam = keras.optimizers.Adam(0.01)
     adam.apply_gradients(zip(clipped, reference.trainable_variables))
-    trainer, _, got = _train(_model(), make_optimizer(learning_rate=0.01, clip_norm=0.5 * norm), [(x, y)])
-    for a, b in zip(got, reference.trainable_variables):
-        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-7)
-    assert float(trainer.metrics["grad_norm"].result()) == pytest.approx(norm, rel=1e-5)
+    task = given_task(_model(), make_optimizer(learning_rate=0.01, clip_norm=0.5 * norm))
+    call, iterator = make_call(task, tf.data.Dataset.from_tensors((x, y)))
+    logs = call(iterator, 1, log=True).logs
+    for a, b in zip(task.model.trainable_variables, reference.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    assert logs["train/grad_norm"] == pytest.approx(norm, rel=1e-5)
 
 
 def test_l1_l2_penalties_enter_the_objective_by_value():

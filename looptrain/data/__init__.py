@@ -1,2 +1,16 @@
-"""Data: text files and their encoding (`text`), the embedded corpus (`synthetic`), the encoded
-splits (`corpus`) and the tf.data pipelines (`pipeline`)."""
+"""Data: the sources `lt.fit` takes (`sources`: arrays, datasets, functions of the step) and the
+position-from-step pipeline (`pipeline`); the command line's formats below them (`text`, `arrays`,
+`corpus`, and the generated `synthetic` and `images` sets).
+
+`lt.data.ArraySource` etc. are imported on first use (TensorFlow starts with them).
+"""
+
+import importlib
+
+_SOURCES = ("ArraySource", "DatasetSource", "FunctionSource", "DataPosition", "as_source")
+
+
+def __getattr__(name: str):
+    if name in _SOURCES:
+        return getattr(importlib.import_module("looptrain.data.sources"), name)
+    raise AttributeError(f"module 'looptrain.data' has no attribute {name!r}")

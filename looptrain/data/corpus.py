@@ -33,6 +33,10 @@ class Corpus:
     vocab: list[str] | None
     labels: list[str]
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    # Without splits (a trained run's corpus, for evaluation or export): one example's shape and
+    # dtype, which the splits give otherwise.
+    shape: tuple[int, ...] | None = None
+    element_dtype: str | None = None
 
     @property
     def kind(self) -> str:
@@ -46,10 +50,14 @@ class Corpus:
     @property
     def example_shape(self) -> tuple[int, ...]:
         """The shape of one example, e.g. `(seq_length,)` or `(height, width, channels)`."""
-        return next(iter(self.splits.values()))[0].shape[1:]
+        if not self.splits:
+            return tuple(self.shape)
+        return tuple(next(iter(self.splits.values()))[0].shape[1:])
 
     @property
     def dtype(self) -> str:
+        if not self.splits:
+            return self.element_dtype or ("int32" if self.vocab is not None else "float32")
         return next(iter(self.splits.values()))[0].dtype.name
 
     def fingerprints(self) -> dict[str, dict[str, object]]:

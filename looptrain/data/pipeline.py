@@ -32,32 +32,35 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int, num_epochs: int,
-                       start_step: int = 0, bucket_window: int = 0, replicas=None) -> tf.data.Dataset:
-    """Shuffled `(x, y)` batches for `num_epochs` epochs, starting at global step `start_step`.
+def make_train_dataset(arrays, *, batch_size: int, seed: int, num_epochs: int,
+                       start_step: int = 0, lengths: np.ndarray | None = None,
+                       bucket_window: int = 0, replicas=None) -> tf.data.Dataset:
+    """Shuffled batches of `arrays` for `num_epochs` epochs, starting at global step `start_step`.
 
     Args:
-        x: int32 `[n, seq_length]` token ids.
-        y: int32 `[n]` label ids.
+        arrays: one array or a tuple/dict (any `tf.nest` structure) of arrays with the same
+            number of examples along their first axis, e.g. `(x, y)`; batches have its structure.
         batch_size: examples per batch; the last batch of each epoch holds the remainder.
         seed: shuffling seed; epoch `e` uses the permutation of `(seed, e)`.
         num_epochs: total epochs of the run (not the epochs left).
         start_step: batches already consumed; the stream resumes exactly after them.
-        bucket_window: 0, or length bucketing for padded sequences (see `_bucketed_batches`):
-            batches of similar lengths, trimmed to their longest text.
+        lengths: with `bucket_window`, each example's text length: length bucketing for padded
+            sequences (see `_bucketed_batches`): batches of similar lengths, and the first array
+            of the structure trimmed to the batch's longest text.
+        bucket_window: 0 (off), or the window of batches sorted by length.
         replicas: None, or the `distribute.Replicas` this pipeline feeds: each global batch then
-            becomes `replicas.local` elements `(x_slice, y_slice, batch_size_of_the_global_batch)`,
+            becomes `replicas.local` elements `(batch_slice, batch_size_of_the_global_batch)`,
             the slices of replicas `first, first + 1, ...` of a cut into `replicas.total` nearly
             equal parts (a partial last batch too; a replica may get an empty slice).
 
     Returns:
-        A dataset of `(x_batch, y_batch)` whose element spec has an unknown batch dimension (and an
-        unknown length when bucketing), so a step function traced on it is traced once for full
-        and partial batches alike.
+        A dataset of batches whose element spec has an unknown batch dimension (and an unknown
+        length when bucketing), so a step function traced on it is traced once for full and
+        partial batches alike.
     """
-    n = len(x)
+    n = _num_examples(arrays)
     start_epoch, start_batch = divmod(start_step, steps_per_epoch(n, batch_size))
-    features, labels = tf.constant(x), tf.constant(y)
+    tensors = tf.nest.map_structure(tf.constant, arrays)
     seed = tf.constant(seed, tf.int64)
 
     def epoch_indices(epoch):
@@ -66,21 +69,29 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: i
         permutation = tf.random.experimental.index_shuffle(
             tf.range(n, dtype=tf.int64), tf.stack([seed, epoch]), n - 1)
         if bucket_window:  # the indices of each batch, gathered below
-            return _bucketed_batches(permutation, lengths, batch_size, bucket_window,
+            return _bucketed_batches(permutation, length_of, batch_size, bucket_window,
                                      tf.stack([seed, -1 - epoch]), first)  # a seed no epoch uses
-        return _chunked_batches(features, labels, permutation, batch_size, first)
+        return _chunked_batches(tensors, permutation, batch_size, first)
 
-    lengths = tf.constant(_lengths(x)) if bucket_window else None
+    length_of = tf.constant(lengths) if bucket_window else None
     dataset = tf.data.Dataset.range(start_epoch, num_epochs).flat_map(epoch_indices)
     if bucket_window:
-        dataset = dataset.map(lambda i: _gather_trimmed(features, labels, lengths, i),
+        dataset = dataset.map(lambda i: _gather_trimmed(tensors, length_of, i),
                               num_parallel_calls=_PARALLEL_CALLS, deterministic=True)
     if replicas is not None:
-        dataset = dataset.flat_map(lambda xb, yb: _replica_slices(xb, yb, replicas))
+        dataset = dataset.flat_map(lambda *batch: _replica_slices(
+            tf.nest.pack_sequence_as(arrays, tf.nest.flatten(batch)), replicas))
     return _finish(dataset)
 
 
-def _chunked_batches(features, labels, permutation, batch_size, first):
+def _num_examples(arrays) -> int:
+    counts = {len(a) for a in tf.nest.flatten(arrays)}
+    if len(counts) != 1:
+        raise ValueError(f"the arrays hold different numbers of examples: {sorted(counts)}")
+    return counts.pop()
+
+
+def _chunked_batches(tensors, permutation, batch_size, first):
     """The epoch's batches `first, first + 1, ...` in permutation order, `_CHUNK_BATCHES` gathered
     at a time.
 
@@ -93,27 +104,29 @@ def _chunked_batches(features, labels, permutation, batch_size, first):
 
     def chunk(start):
         rows = permutation[start * batch_size:tf.minimum(start + _CHUNK_BATCHES, full) * batch_size]
-        x = tf.gather(features, rows)
-        x = tf.reshape(x, tf.concat([[-1, batch_size], tf.shape(x)[1:]], axis=0))
-        return tf.data.Dataset.from_tensor_slices((x, tf.reshape(tf.gather(labels, rows),
-                                                                 [-1, batch_size])))
+
+        def gather(t):
+            g = tf.gather(t, rows)
+            return tf.reshape(g, tf.concat([[-1, batch_size], tf.shape(g)[1:]], axis=0))
+
+        return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(gather, tensors))
 
     whole = tf.data.Dataset.range(first, full, _CHUNK_BATCHES).flat_map(chunk)
     rest = tf.data.Dataset.range(tf.maximum(first, full), (n + batch_size - 1) // batch_size).map(
-        lambda b: _gather(features, labels, None, permutation[b * batch_size:]))
+        lambda b: _gather(tensors, permutation[b * batch_size:]))
     return whole.concatenate(rest)
 
 
-def _replica_slices(x, y, replicas):
+def _replica_slices(batch, replicas):
     """This pipeline's replicas' slices of one global batch, with the global batch size."""
-    size = tf.shape(y, out_type=tf.int64)[0]
+    size = tf.shape(tf.nest.flatten(batch)[0], out_type=tf.int64)[0]
     index = tf.range(replicas.first, replicas.first + replicas.local, dtype=tf.int64)
     starts, ends = index * size // replicas.total, (index + 1) * size // replicas.total
     return tf.data.Dataset.from_tensor_slices((starts, ends)).map(
-        lambda start, end: (x[start:end], y[start:end], size))
+        lambda start, end: (tf.nest.map_structure(lambda t: t[start:end], batch), size))
 
 
-def _lengths(x: np.ndarray) -> np.ndarray:
+def text_lengths(x: np.ndarray) -> np.ndarray:
     """Text length of each post-padded row: one past its last non-zero id."""
     nonzero = x != 0
     return np.where(nonzero.any(axis=1), x.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0).astype(
@@ -139,29 +152,36 @@ def _bucketed_batches(permutation, lengths, batch_size, window, seed, first):
         lambda b: ordered[batch_order[b] * batch_size:(batch_order[b] + 1) * batch_size])
 
 
-def _gather(features, labels, lengths, indices):
-    return tf.gather(features, indices), tf.gather(labels, indices)
+def _gather(tensors, indices):
+    return tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors)
 
 
-def _gather_trimmed(features, labels, lengths, indices):
-    """A batch cut after its longest text (at least one position, for all-padding texts)."""
+def _gather_trimmed(tensors, lengths, indices):
+    """A batch whose first array is cut after its longest text (at least one position, for
+    all-padding texts)."""
     longest = tf.maximum(tf.reduce_max(tf.gather(lengths, indices)), 1)
-    return tf.gather(features, indices)[:, :longest], tf.gather(labels, indices)
+    leaves = tf.nest.flatten(_gather(tensors, indices))
+    return tf.nest.pack_sequence_as(tensors, [leaves[0][:, :longest], *leaves[1:]])
 
 
-def make_eval_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int,
-                      by_length: bool = False) -> tf.data.Dataset:
-    """All examples, batched, cached after the first pass and prefetched.
+def make_eval_dataset(arrays, *, batch_size: int,
+                      lengths: np.ndarray | None = None) -> tf.data.Dataset:
+    """All examples of `arrays` (a structure as in `make_train_dataset`), batched, cached after
+    the first pass and prefetched.
 
-    In file order; with `by_length`, sorted by text length and each batch trimmed to its longest
-    text (for models whose cost grows with the length, such as RNNs: metrics do not depend on order).
+    In file order; with `lengths`, sorted by text length and the first array of each batch
+    trimmed to its longest text (for models whose cost grows with the length, such as RNNs:
+    metrics do not depend on order).
     """
-    order = np.argsort(_lengths(x), kind="stable") if by_length else np.arange(len(x))
-    features, labels = tf.constant(x), tf.constant(y)
-    lengths = tf.constant(_lengths(x)) if by_length else None
-    gather = _gather_trimmed if by_length else _gather
+    n = _num_examples(arrays)
+    order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(n)
+    tensors = tf.nest.map_structure(tf.constant, arrays)
     dataset = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).batch(batch_size)
-    dataset = dataset.map(lambda i: gather(features, labels, lengths, i))
+    if lengths is not None:
+        length_of = tf.constant(lengths)
+        dataset = dataset.map(lambda i: _gather_trimmed(tensors, length_of, i))
+    else:
+        dataset = dataset.map(lambda i: _gather(tensors, i))
     return _finish(dataset.cache())
 
 

@@ -10,11 +10,11 @@ only text models get `vocab_size`). `INPUT_RANK`, when set, is the rank of one e
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Callable
 
 import keras
 
-from looptrain.config import ModelConfig
 from looptrain.errors import ConfigError
 
 _REGISTRY: dict[str, type[keras.Model]] = {}
@@ -37,11 +37,20 @@ def registered_names() -> list[str]:
 
 
 def get_model_class(name: str) -> type[keras.Model]:
-    """The class registered as `name`.
+    """The class registered as `name`, or the `keras.Model` subclass `module:Class` names (a model
+    of the user's, importable in every process that uses the run: evaluate, predict, export).
 
     Raises:
-        ConfigError: no model has that name (the message lists the registered ones).
+        ConfigError: no model has that name (the message lists the registered ones), or the
+            module cannot be imported or holds no Keras model class of that name.
     """
+    if ":" in name:
+        from looptrain.config import import_attr
+
+        cls = import_attr(name, "'model.name'")
+        if not (isinstance(cls, type) and issubclass(cls, keras.Model)):
+            raise ConfigError(f"'model.name' is {name!r}, which is not a keras.Model subclass")
+        return cls
     if name not in _REGISTRY:
         raise ConfigError(f"'model.name' is {name!r}, which is not a registered model "
                           f"(registered: {', '.join(registered_names())})")
@@ -52,30 +61,37 @@ def _kind(cls: type[keras.Model]) -> str:
     return getattr(cls, "DATA_KIND", "text")
 
 
-def create_model(config: ModelConfig, *, vocab_size: int, num_classes: int,
-                 data_kind: str = "text") -> keras.Model:
+def create_model(config, *, vocab_size: int, num_classes: int,
+                 data_kind: str = "text", extra: dict | None = None) -> keras.Model:
     """Instantiates the registered model named `config.name` (unbuilt; see `build_model`).
 
     Args:
-        config: the model section of the config.
+        config: the model section of the config (a `ModelConfig` or a mapping of its keys).
         vocab_size: vocabulary size (text models only).
         num_classes: number of output logits.
         data_kind: the kind of the data it will read, "text" or "arrays".
+        extra: the model's own hyper-parameters beyond `ModelConfig` (a model of the user's).
 
     Raises:
         ConfigError: the name is not registered, or the model reads another kind of data.
     """
-    cls = get_model_class(config.name)
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    name = values["name"]
+    cls = get_model_class(name)
     kind = _kind(cls)
     if kind != data_kind:
         fitting = [n for n in registered_names() if _kind(_REGISTRY[n]) == data_kind]
-        raise ConfigError(f"'model.name' is {config.name!r}, a model for {_DATA_KINDS[kind]}, but the "
+        raise ConfigError(f"'model.name' is {name!r}, a model for {_DATA_KINDS[kind]}, but the "
                           f"data is {_DATA_KINDS[data_kind]}; models for it: {', '.join(fitting)}")
-    values = dataclasses.asdict(config)
-    kwargs = {key: values[key] for key in cls.CONFIG_FIELDS}
-    if kind == "text":
-        kwargs["vocab_size"] = vocab_size
-    return cls(num_classes=num_classes, **kwargs)
+    fields = getattr(cls, "CONFIG_FIELDS", None)
+    sizes = {"num_classes": num_classes, **({"vocab_size": vocab_size} if kind == "text" else {})}
+    if fields is None:  # a model of the user's: what its constructor takes
+        accepted = inspect.signature(cls.__init__).parameters
+        fields = [key for key in values if key in accepted and key != "name"]
+        sizes = {key: value for key, value in sizes.items() if key in accepted}
+    kwargs = {key: values[key] for key in fields}
+    kwargs.update(extra or {})
+    return cls(**sizes, **kwargs)
 
 
 def build_model(model: keras.Model, input_shape: int | tuple[int, ...],
@@ -98,7 +114,8 @@ def build_model(model: keras.Model, input_shape: int | tuple[int, ...],
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     rank = getattr(model, "INPUT_RANK", None)
     if rank is not None and len(shape) != rank:
-        raise ConfigError(f"'model.name' is {model.registered_name!r}, which expects examples of rank "
-                          f"{rank} ({model.INPUT_LAYOUT}), but the data's examples have shape {list(shape)}")
+        name = getattr(model, "registered_name", type(model).__name__)
+        raise ConfigError(f"'model.name' is {name!r}, which expects examples of rank {rank} "
+                          f"({model.INPUT_LAYOUT}), but the data's examples have shape {list(shape)}")
     model(tf.zeros([1, *shape], dtype), training=False)
     return model

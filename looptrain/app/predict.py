@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from looptrain.data.text import BOM, encode_texts, split_lines
 from looptrain.errors import UserError
-from looptrain.trained import TrainedModel, load_trained
+from looptrain.app.trained import TrainedModel, load_trained
 
 _BATCH = 256  # texts encoded and run per call: bounds memory for large input files
 

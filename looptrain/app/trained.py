@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
+from looptrain.app.experiment import make_classifier
 from looptrain.config import Config
+from looptrain.data.corpus import Corpus
+from looptrain.engine.checkpoint import find_checkpoint, restore_for_evaluation
 from looptrain.errors import RunDirError
-from looptrain.models import build_model, create_model
-from looptrain.run import RunDir, run_identity
-from looptrain.train.checkpoint import check_identity, restore_model
+from looptrain.run import RunDir
+from looptrain.training import identity_of
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class TrainedModel:
 
     run: RunDir
     config: Config
-    vocab: list[str]
+    vocab: list[str] | None
     labels: list[str]
     model: keras.Model
     checkpoint: str  # the restored checkpoint's path prefix
@@ -38,50 +39,37 @@ class TrainedModel:
         return int(match.group(1)) if match else 0
 
 
-def find_checkpoint(run: RunDir, which: str) -> str:
-    """Resolves `best`, `latest` or an explicit checkpoint prefix to a checkpoint path.
-
-    Raises:
-        RunDirError: the requested checkpoint does not exist.
-    """
-    if which in ("best", "latest"):
-        directory = run.best if which == "best" else run.checkpoints
-        path = tf.train.latest_checkpoint(str(directory))
-        if path is None:
-            hint = " (no evaluation has finished yet; try --checkpoint latest)" if which == "best" else ""
-            raise RunDirError(f"{run.path}: no {which} checkpoint in {directory}{hint}")
-        return path
-    if not Path(f"{which}.index").is_file():
-        raise RunDirError(f"checkpoint {which} does not exist (expected {which}.index)")
-    return which
-
-
 def load_trained(run_dir: str | Path, *, checkpoint: str = "best",
                  example_shape: tuple[int, ...] | None = None, dtype: str = "int32") -> TrainedModel:
     """Rebuilds a run's model and restores `checkpoint` (`best`, `latest` or a path prefix) into it.
 
     Args:
         run_dir: the run directory.
-        checkpoint: `best`, `latest` or a checkpoint path prefix.
+        checkpoint: `best`, `latest` or a checkpoint path prefix of this run.
         example_shape, dtype: one example's shape and dtype; by default a text run's
             `(seq_length,)` int32 ids. A run on array data needs them (from its data).
 
     Raises:
-        UserError: the run directory or checkpoint is missing, damaged or does not match.
+        UserError: the run directory or checkpoint is missing, damaged, of another run, or does
+            not match.
     """
     run = RunDir(run_dir)
     run.check_exists()
     config = run.load_config()
-    path = find_checkpoint(run, checkpoint)
+    if config.task_path:
+        raise RunDirError(f"{run.path} trained the task {config.task_path}; predict and export take "
+                          f"runs of the built-in classifier (evaluate takes any run)")
+    find_checkpoint(run, checkpoint)  # fail fast, before reading anything else
     vocab, labels = run.load_vocab(), run.load_labels()
-    check_identity(path, run_identity(config, vocab, labels))
     if example_shape is None:
         if vocab is None:
             raise RunDirError(f"{run.path} was trained on array data (it has no vocab.txt); predict "
                               f"and export take runs on text")
-        example_shape = (config.data.seq_length,)
-    model = create_model(config.model, vocab_size=len(vocab or []), num_classes=len(labels),
-                         data_kind="arrays" if vocab is None else "text")
-    build_model(model, example_shape, dtype)
-    restore_model(model, path)
-    return TrainedModel(run=run, config=config, vocab=vocab, labels=labels, model=model, checkpoint=path)
+        example_shape, dtype = (config.data.seq_length,), "int32"
+    corpus = Corpus(vocab=vocab, labels=labels, splits={}, shape=tuple(example_shape),
+                    element_dtype=dtype)
+    task = make_classifier(config, corpus)
+    task.build()
+    path = restore_for_evaluation(task, run, checkpoint, identity_of(task))
+    return TrainedModel(run=run, config=config, vocab=vocab, labels=labels, model=task.model,
+                        checkpoint=path)

@@ -11,6 +11,7 @@ classification report (`looptrain.report`) is derived from that matrix and saved
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from looptrain.app.report import Report, format_text, markdown
+from looptrain.app.report_image import axis_names, confusion_matrix_image
+from looptrain.app.experiment import make_user_task
+from looptrain.app.trained import load_trained
 from looptrain.data.corpus import load_corpus
-from looptrain.data.pipeline import make_eval_dataset
-from looptrain.files import write_text_atomic
-from looptrain.report import Report, format_text, markdown
-from looptrain.report_image import axis_names, confusion_matrix_image
+from looptrain.data.pipeline import make_eval_dataset, text_lengths
+from looptrain.engine.checkpoint import find_checkpoint
+from looptrain.engine.evaluation import scalars
+from looptrain.engine.summaries import SummaryWriter
+from looptrain.errors import UserError
+from looptrain.files import write_bytes_atomic, write_text_atomic
 from looptrain.run import RunDir
-from looptrain.train.step import Evaluator
-from looptrain.train.summaries import SummaryWriter
-from looptrain.trained import find_checkpoint, load_trained
+from looptrain.tasks.losses import cross_entropy
+from looptrain.training import evaluate_checkpoint
 
-__all__ = ["EvalResult", "evaluate_run", "find_checkpoint", "save_report"]
+__all__ = ["EvalResult", "evaluate_run", "save_report"]
 
 
 @dataclass(frozen=True)
@@ -55,23 +61,24 @@ class EvalResult:
                       labels=self.labels, confusion=self.confusion, seconds=self.seconds)
 
 
-class ConfusionEvaluator(Evaluator):
-    """`Evaluator` that also accumulates the confusion matrix inside its compiled loop."""
+class ConfusionEvaluator:
+    """The example-weighted cross-entropy and the confusion matrix of a model on a dataset of
+    `(x, y)` batches, accumulated batch by batch inside one compiled loop."""
 
     def __init__(self, model: keras.Model, num_classes: int):
-        self.num_classes = num_classes
-        self.confusion = tf.Variable(tf.zeros([num_classes, num_classes], tf.int64), trainable=False)
-        super().__init__(model)
-
-    def _batch_fn(self, x, y):
-        logits = super()._batch_fn(x, y)
-        self.confusion.assign_add(tf.math.confusion_matrix(
-            y, tf.argmax(logits, axis=-1), num_classes=self.num_classes, dtype=tf.int64))
-        return logits
+        self.model, self.num_classes = model, num_classes
+        self.evaluate = tf.function(self._evaluate)
 
     def _evaluate(self, dataset):
-        self.confusion.assign(tf.zeros_like(self.confusion))
-        return {**super()._evaluate(dataset), "confusion": self.confusion.read_value()}
+        confusion = tf.zeros([self.num_classes, self.num_classes], tf.int64)
+        loss_sum, count = tf.constant(0.0), tf.constant(0.0)
+        for x, y in dataset:
+            logits = tf.cast(self.model(x, training=False), tf.float32)
+            loss_sum += tf.reduce_sum(cross_entropy(y, logits))
+            count += tf.cast(tf.size(y), tf.float32)
+            confusion += tf.math.confusion_matrix(y, tf.argmax(logits, axis=-1),
+                                                  num_classes=self.num_classes, dtype=tf.int64)
+        return {"loss": loss_sum / tf.maximum(count, 1.0), "confusion": confusion}
 
 
 def evaluate_run(run_dir: str | Path, *, checkpoint: str = "best", split: str = "test",
@@ -85,16 +92,17 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "best", split: str = 
     run = RunDir(run_dir)
     run.check_exists()
     config = run.load_config()
-    path = find_checkpoint(run, checkpoint)  # before reading any data: fail fast
+    find_checkpoint(run, checkpoint)  # before reading any data: fail fast
     corpus = load_corpus(data_dir or config.data.data_dir, seq_length=config.data.seq_length,
                          vocab_size=config.data.vocab_size, vocab=run.load_vocab(),
                          labels=run.load_labels(), splits=(split,))
-    trained = load_trained(run_dir, checkpoint=path, example_shape=corpus.example_shape,
+    trained = load_trained(run_dir, checkpoint=checkpoint, example_shape=corpus.example_shape,
                            dtype=corpus.dtype)
     x, y = corpus.splits[split]
+    lengths = text_lengths(x) if config.data.bucket_window else None
     evaluator = ConfusionEvaluator(trained.model, len(trained.labels))
-    values = evaluator.evaluate(make_eval_dataset(x, y, batch_size=config.train.batch_size,
-                                                  by_length=bool(config.data.bucket_window)))
+    values = evaluator.evaluate(make_eval_dataset((x, y), batch_size=config.train.batch_size,
+                                                  lengths=lengths))
     confusion = values["confusion"].numpy()
     return EvalResult(loss=float(values["loss"]), accuracy=float(np.trace(confusion) / len(y)),
                       num_examples=len(y), checkpoint=trained.checkpoint,
@@ -120,7 +128,7 @@ def save_report(run_dir: str | Path, result: EvalResult) -> dict[str, Path]:
     title = (f"{result.split} confusion matrix - accuracy {result.accuracy:.4f} - "
              f"{result.num_examples} examples - {Path(result.checkpoint).name}")
     image = confusion_matrix_image(result.confusion, result.labels, title=title)
-    tf.io.write_file(str(paths["image"]), tf.io.encode_png(image))
+    write_bytes_atomic(paths["image"], tf.io.encode_png(image).numpy())
     _summaries(RunDir(run_dir), result, image, markdown(report))
     return paths
 
@@ -144,3 +152,66 @@ def _summaries(run: RunDir, result: EvalResult, image: np.ndarray, text: str) ->
             writer.scalars(result.step, {"test/loss": result.loss, "test/accuracy": result.accuracy})
     finally:
         writer.close()
+
+
+@dataclass(frozen=True)
+class TaskEvalResult:
+    """A user task's metrics on one split of its data, with a checkpoint of its run."""
+
+    split: str
+    checkpoint: str
+    metrics: dict
+    seconds: float
+    step: int
+
+
+def evaluate_task_run(run_dir: str | Path, *, checkpoint: str = "best",
+                      split: str = "test") -> TaskEvalResult:
+    """The metrics of a run of a user task (`task.path`) on its `test_data()` or `val_data()`.
+
+    Raises:
+        UserError: the run or checkpoint is missing or of another run, or the task has no such data.
+    """
+    started = time.perf_counter()
+    run = RunDir(run_dir)
+    config = run.load_config()
+    task = make_user_task(config)
+    data = task.test_data() if split == "test" else task.val_data()
+    if data is None:
+        raise UserError(f"{type(task).__name__}.{split}_data() returns None: the task has no {split} "
+                        f"data to evaluate on")
+    metrics, path = evaluate_checkpoint(task, data=data, run_dir=run_dir, checkpoint=checkpoint,
+                                        batch_size=config.train.batch_size)
+    match = re.search(r"-(\d+)$", path)
+    return TaskEvalResult(split=split, checkpoint=path, metrics=metrics,
+                          seconds=time.perf_counter() - started,
+                          step=int(match.group(1)) if match else 0)
+
+
+def save_task_report(run_dir: str | Path, result: TaskEvalResult) -> Path:
+    """`RUN/eval/report[.split].json` and the `<split>/<name>` scalars in TensorBoard."""
+    values = scalars(result.metrics, result.split)
+    path = report_paths(run_dir, result.split)["json"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {"split": result.split, "checkpoint": result.checkpoint, "metrics": values,
+              "seconds": result.seconds}
+    write_text_atomic(path, json.dumps(report, indent=2) + "\n")
+    writer = SummaryWriter(RunDir(run_dir).logs)
+    try:
+        writer.scalars(result.step, values)
+    finally:
+        writer.close()
+    return path
+
+
+def task_table(result: TaskEvalResult):
+    """The metrics as a rich table."""
+    from rich.table import Table
+
+    table = Table(title=f"{result.split} ({result.checkpoint}, {result.seconds:.1f}s)",
+                  title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in scalars(result.metrics, result.split).items():
+        table.add_row(key, f"{value:.6g}")
+    return table

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from looptrain import bitmap_font
+from looptrain.app import bitmap_font
 
 _MAX_NAME = 20  # characters of a label name drawn on an axis
 _PAD = 8  # pixels, before scaling

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import keras
 
-from looptrain.config import TrainConfig
 from looptrain.errors import ConfigError
 
 _DECAY_STEPS_MEANING = {"exponential": "steps per decay by lr_decay_rate",
                         "cosine": "steps of the cosine decay after the warm-up"}
 
 
-def make_learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The optimizer's `learning_rate` argument for `config`.
+def make_learning_rate(config) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's `learning_rate` argument for `config` (anything with the `[train]` keys'
+    names as attributes: learning_rate, lr_schedule, lr_decay_steps, lr_decay_rate, warmup_steps).
 
     Raises:
         ConfigError: a decaying schedule without `lr_decay_steps`, or warm-up without cosine.

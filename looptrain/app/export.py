@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from looptrain.errors import UserError
-from looptrain.trained import load_trained
+from looptrain.app.trained import load_trained
 
 
 def make_vocab_table(vocab: list[str]) -> tf.lookup.StaticHashTable:

@@ -1,0 +1,76 @@
+"""`Histograms`: weight and gradient histograms (and gradient norms) every N steps, in TensorBoard.
+
+Weights are every trainable variable of the task's Keras layers. Gradients come from the task's
+`objective(batch, training=False)` (when it defines one) on a fixed probe batch (the first
+training batch in file order), computed in its own compiled function called only on histogram
+steps inside the training call, so ordinary steps pay nothing and the step's trace is untouched.
+The probe runs with dropout off: with it on, it would draw from the dropout seed generators,
+and switching histograms on would change what training does.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from looptrain.engine.call import InCallHook
+from looptrain.engine.callback import Callback, Periodic
+
+
+def trainable_variables(task) -> list:
+    """The trainable variables of every Keras layer the task holds, each once, in model order."""
+    seen, out = set(), []
+    for obj in tf.train.TrackableView(task).descendants():
+        if isinstance(obj, keras.layers.Layer):
+            for variable in obj.trainable_variables:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    out.append(variable)
+    return out
+
+
+class Histograms(Callback, InCallHook):
+    """Writes `train/weights/<path>`, `train/gradients/<path>` and `train/gradient_norm/<path>`
+    (and `train/gradient_norm/global`) every `every` steps.
+
+    Args:
+        task: the built task (its `objective`, if any, gives the gradients).
+        writer: the run's summary writer.
+        every: steps between histograms (0: never).
+        probe_batch: the fixed batch the gradients are taken on.
+    """
+
+    def __init__(self, task, writer, every: int, probe_batch=None):
+        self.writer, self.periodic = writer, Periodic(every)
+        self.variables = trainable_variables(task)
+        self.objective = getattr(task, "objective", None)
+        self.probe_batch = probe_batch
+        self.gradients = tf.function(self._gradients)
+
+    def due(self, step: int, total: int) -> bool:
+        return self.periodic.due(step)
+
+    def _gradients(self, batch):
+        with tf.GradientTape() as tape:
+            loss = self.objective(batch, training=False)
+            loss = loss[0] if isinstance(loss, tuple) else loss
+        gradients = tape.gradient(loss, self.variables)
+        # An embedding's gradient is sparse (IndexedSlices): densify for the histogram.
+        return [tf.convert_to_tensor(g) if g is not None else tf.zeros_like(v)
+                for g, v in zip(gradients, self.variables)]
+
+    def in_call(self, step, logs) -> None:
+        gradients = None
+        if self.objective is not None and self.probe_batch is not None:
+            gradients = self.gradients(self.probe_batch)
+        # Tags take the enclosing name scope (a tf.cond branch's is "cond/"): start at the top.
+        with self.writer.as_default("train"), tf.name_scope(""):
+            for i, variable in enumerate(self.variables):
+                tf.summary.histogram(f"train/weights/{variable.path}", variable, step=step)
+                if gradients is not None:
+                    tf.summary.histogram(f"train/gradients/{variable.path}", gradients[i], step=step)
+                    tf.summary.scalar(f"train/gradient_norm/{variable.path}",
+                                      tf.norm(gradients[i]), step=step)
+            if gradients is not None:
+                tf.summary.scalar("train/gradient_norm/global", tf.linalg.global_norm(gradients),
+                                  step=step)

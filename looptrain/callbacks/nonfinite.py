@@ -1,0 +1,47 @@
+"""`NonFinite`: what the run does after a step whose values or gradients were not finite."""
+
+from __future__ import annotations
+
+import math
+
+from looptrain.engine.callback import Callback
+from looptrain.errors import TrainingDiverged
+
+
+class NonFinite(Callback):
+    """Stops the run (`on_nan = "stop"`: exit 3, nothing saved after the last good checkpoint)
+    or reports the skipped steps (`"skip"`), from the call's non-finite count."""
+
+    def __init__(self, on_nan: str, call, *,
+                 advice: str = "a lower learning rate or gradient clipping"):
+        self.on_nan, self.call, self.advice = on_nan, call, advice
+        self._seen = None
+
+    def on_fit_begin(self, loop) -> None:
+        self._seen = int(self.call.nonfinite_steps.numpy())
+
+    def on_call_end(self, loop, result) -> None:
+        if result.nonfinite_steps == self._seen:
+            return
+        count, self._seen = result.nonfinite_steps - self._seen, result.nonfinite_steps
+        step = int(self.call.last_nonfinite["step"].numpy())
+        what = f"non-finite loss or gradient ({_describe(self.call.last_nonfinite_values())})"
+        if self.on_nan == "skip":
+            first = result.step - result.steps + 1
+            where = (f"step {step}: {what}; batch skipped" if count == 1 else
+                     f"steps {first}-{result.step}: {count} batches skipped, the last at step "
+                     f"{step} with {what}")
+            loop.log(f"{where} ({result.nonfinite_steps} so far)")
+            return
+        message = (f"step {step}: {what}; training stopped and nothing was saved after step "
+                   f"{loop.saved_step}; the last good checkpoint is {loop.last_checkpoint}. Start "
+                   f"a new run with {self.advice}, or continue this one with {loop.resume_hint} "
+                   f"--on-nan skip")
+        loop.log(message)
+        raise TrainingDiverged(message)
+
+
+def _describe(values: dict[str, float]) -> str:
+    """`loss nan`: the step's non-finite values, or its first value when only a gradient was."""
+    bad = [(n, v) for n, v in values.items() if not math.isfinite(v)] or list(values.items())[:1]
+    return ", ".join(f"{name} {value:g}" for name, value in bad)

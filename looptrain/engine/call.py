@@ -1,0 +1,255 @@
+"""`TrainCall`: many steps of a task's `train_step` in one compiled call, and the log step's writes.
+
+A call runs up to the loop's next event in one `tf.function` (a `tf.while_loop` that pulls each
+batch from the iterator inside the graph), so Python runs once per call, not once per step. The
+step's returned scalars are summed through the loop (no metric object updated per step: that
+costs a fast model a tenth of its speed) and added to running sums once per call. When the call
+ends on a log step, the same compiled call turns the sums into means, writes them (the in-call
+hooks: scalar summaries, histograms) and resets them: every separate call or read costs Python a
+few hundred microseconds, which a fast model notices.
+
+Non-finite steps. By default (`skip_nonfinite` False) a call ends right after the first step
+whose returned values (or gradients reported by `lt.apply_gradients`) are not finite; that step's
+update has been applied (holding every update back costs a fast model a fifth of its speed), and
+the loop outside stops the run without saving anything after it, so nothing non-finite ever
+reaches a checkpoint. With `skip_nonfinite` the step's update is held back by
+`lt.apply_gradients` and the call goes on. Either way the step is counted in `nonfinite_steps`
+(checkpointed) with its values, and left out of the means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from looptrain.engine.steps import StepContext, step_context
+from looptrain.errors import TaskError
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What one `TrainCall` did."""
+
+    steps: int  # steps run: as asked, or fewer when a non-finite step stopped the call
+    step: int  # the global step after the call
+    examples: int  # examples in the steps run
+    nonfinite_steps: int  # the run's count of non-finite steps so far
+    logs: dict[str, float] | None  # at a log step: `train/<name>` means and log values, else None
+
+
+class InCallHook:
+    """Work traced into the compiled call, run at the end of the calls where it is due (e.g.
+    scalar summaries at log steps, histograms every N steps)."""
+
+    def due(self, step: int, total: int) -> bool:
+        """Whether it runs at the end of a call that ends at `step` (`total`: the last step)."""
+        return False
+
+    def in_call(self, step: tf.Tensor, logs: dict[str, tf.Tensor]) -> None:
+        """Runs inside the trace; `logs` are the log step's `train/...` tensors (zeros when the
+        call does not end on a log step)."""
+
+
+class TrainCall:
+    """Compiled calls of a task's `train_step`.
+
+    Args:
+        task: its `train_step(batch)` returns named scalars.
+        iterator: the training iterator (its first trace discovers the returned names).
+        step: the checkpointed global step, advanced by every step run.
+        strategy: the `tf.distribute` strategy, or None.
+        sized: distributed elements are `(replica_batch, global_batch_size)` (from
+            `data.pipeline`); otherwise the global batch size is summed across replicas.
+        skip_nonfinite: `on_nan = "skip"`: non-finite steps' updates are held back and the call
+            goes on (needs `lt.apply_gradients` in the step).
+        jit_compile: compile each update (not the iterator) with XLA.
+        log_values: extra tensors read at log steps (e.g. learning rates), by name.
+        hooks: in-call hooks; `__call__` says for each whether it is due.
+    """
+
+    def __init__(self, task, iterator, *, step: tf.Variable, strategy=None, sized: bool = True,
+                 skip_nonfinite: bool = False, jit_compile: bool = False,
+                 log_values: dict[str, Callable[[], tf.Tensor]] | None = None,
+                 hooks: Sequence[InCallHook] = ()):
+        self.task, self.step, self.strategy, self.sized = task, step, strategy, sized
+        self.skip_nonfinite = skip_nonfinite
+        self.log_values = dict(log_values or {})
+        self.hooks = list(hooks)
+        self.names: list[str] | None = None  # set by the first trace of the step
+        self._update = tf.function(self._update_fn, jit_compile=jit_compile) if (
+            jit_compile and strategy is None) else self._update_fn
+        # Discover what the step returns (a trace, nothing runs); optimizer slots a step creates
+        # are created here, under the strategy's scope, before any checkpoint restore.
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            tf.function(lambda it: self._one(next(it))).get_concrete_function(iterator)
+        count = len(self.names)
+        self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
+        self.last_nonfinite = {"step": tf.Variable(0, dtype=tf.int64, trainable=False),
+                               "values": tf.Variable(tf.zeros([count]), trainable=False)}
+        # Sums since the last log step (not checkpointed: a log interval never spans a restart).
+        self._sums = tf.Variable(tf.zeros([count]), trainable=False)
+        self._count = tf.Variable(0.0, trainable=False)
+        self.function = tf.function(self._call)
+
+    # ---------------------------------------------------------------- one step
+    def _update_fn(self, batch, global_batch_size, num_replicas):
+        """The task's step in its context; returns its scalars as float32 `[k]` and whether the
+        step was sound (finite values and gradients, update applied)."""
+        context = StepContext(global_batch_size=global_batch_size, num_replicas=num_replicas,
+                              skip_nonfinite=self.skip_nonfinite)
+        with step_context(context):
+            outputs = self.task.train_step(batch)
+        values = self._stack(outputs)
+        if self.skip_nonfinite and not context.used_apply_gradients:
+            raise TaskError(f"on_nan = 'skip' holds back a non-finite update, which needs "
+                            f"{type(self.task).__name__}.train_step to apply its gradients with "
+                            f"lt.apply_gradients; use on_nan = 'stop' or that helper")
+        if num_replicas > 1 and not context.used_apply_gradients:
+            raise TaskError(f"under a tf.distribute strategy {type(self.task).__name__}.train_step "
+                            f"must apply its gradients with lt.apply_gradients (and average its "
+                            f"loss with lt.batch_mean), or the replicas' updates do not add up")
+        sound = tf.reduce_all(tf.math.is_finite(values))
+        for flag in context.finite + context.applied:
+            sound &= flag
+        return values, sound
+
+    def _stack(self, outputs) -> tf.Tensor:
+        if not isinstance(outputs, dict) or not outputs:
+            raise TaskError(f"{type(self.task).__name__}.train_step must return a non-empty dict "
+                            f"of named scalars, e.g. {{'loss': loss}}; got {type(outputs).__name__}")
+        names = list(outputs)
+        if self.names is None:
+            self.names = names
+        elif names != self.names:
+            raise TaskError(f"{type(self.task).__name__}.train_step returned {names} after {self.names}; "
+                            f"return the same names every step")
+        values = []
+        for name, value in outputs.items():
+            value = tf.convert_to_tensor(value)
+            if value.shape.rank != 0:
+                raise TaskError(f"{type(self.task).__name__}.train_step returned '{name}' of shape "
+                                f"{value.shape}; return scalars (e.g. a batch mean)")
+            values.append(tf.cast(value, tf.float32))
+        return tf.stack(values)
+
+    def _one(self, element):
+        """One step on one iterator element: `(values [k], examples, sound)`."""
+        if self.strategy is None:
+            size = tf.shape(tf.nest.flatten(element)[0])[0]
+            values, sound = self._update(element, size, 1)
+            return values, tf.cast(size, tf.float32), sound
+        replicas = self.strategy.num_replicas_in_sync
+
+        def replica_fn(batch, size=None):
+            if size is None:  # a dataset the strategy split itself: count the global batch
+                local = tf.shape(tf.nest.flatten(batch)[0])[0]
+                size = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)
+            values, sound = self._update_fn(batch, size, replicas)
+            return values, tf.cast(size, tf.float32), 1.0 - tf.cast(sound, tf.float32)
+
+        args = tuple(element) if self.sized else (element,)
+        values, size, unsound = self.strategy.run(replica_fn, args=args)
+        reduce = self.strategy.reduce
+        return (reduce(tf.distribute.ReduceOp.MEAN, values, axis=None),
+                self.strategy.experimental_local_results(size)[0],
+                tf.equal(reduce(tf.distribute.ReduceOp.SUM, unsound, axis=None), 0.0))
+
+    # ---------------------------------------------------------------- the loops
+    def _until_nonfinite(self, iterator, num_steps):
+        """Steps until `num_steps` or the first unsound one (which ends the loop)."""
+        zeros = tf.zeros([len(self.names)])
+
+        def more(i, sums, before, examples, sound):
+            return (i < num_steps) & sound
+
+        def body(i, sums, before, examples, sound):
+            values, size, sound = self._one(next(iterator))
+            return i + 1, sums + values, sums, examples + size, sound
+
+        i, sums, before, examples, sound = tf.while_loop(
+            more, body, (tf.constant(0, num_steps.dtype), zeros, zeros, tf.constant(0.0),
+                         tf.constant(True)))
+        bad = tf.logical_not(sound)
+        self._count_nonfinite(tf.cast(bad, tf.int64), i, sums - before, bad)
+        counted = tf.cast(i, tf.float32) - tf.cast(bad, tf.float32)
+        return i, tf.where(sound, sums, before), counted, examples
+
+    def _skipping(self, iterator, num_steps):
+        """All `num_steps` steps; unsound ones (their updates held back) left out of the sums."""
+        zeros = tf.zeros([len(self.names)])
+
+        def body(i, sums, counted, examples, bad, last, last_at):
+            values, size, sound = self._one(next(iterator))
+            return (i + 1, sums + tf.where(sound, values, zeros), counted + tf.cast(sound, tf.float32),
+                    examples + size, bad + tf.cast(tf.logical_not(sound), tf.int64),
+                    tf.where(sound, last, values), tf.where(sound, last_at, i + 1))
+
+        i, sums, counted, examples, bad, last, last_at = tf.while_loop(
+            lambda i, *_: i < num_steps, body,
+            (tf.constant(0, num_steps.dtype), zeros, tf.constant(0.0), tf.constant(0.0),
+             tf.constant(0, tf.int64), zeros, tf.constant(0, num_steps.dtype)))
+        self._count_nonfinite(bad, last_at, last, bad > 0)
+        return i, sums, counted, examples
+
+    def _count_nonfinite(self, count, at, values, any_bad):
+        """Adds `count` non-finite steps; the last one was `at` steps into the call, with `values`."""
+        step = self.step + tf.cast(at, tf.int64)
+        self.nonfinite_steps.assign_add(count)
+        last = self.last_nonfinite
+        last["step"].assign(tf.where(any_bad, step, last["step"]))
+        last["values"].assign(tf.where(any_bad, values, last["values"]))
+
+    def _call(self, iterator, num_steps, flags):
+        loop = self._skipping if self.skip_nonfinite else self._until_nonfinite
+        steps, sums, counted, examples = loop(iterator, num_steps)
+        step = self.step.assign_add(tf.cast(steps, tf.int64))
+        self._sums.assign_add(sums)
+        self._count.assign_add(counted)
+        # A call a non-finite step cut short did not reach its event: it writes nothing.
+        complete = tf.equal(steps, num_steps)
+        logged = flags[0] & complete
+
+        def read_and_reset():
+            means = self._sums / tf.maximum(self._count, 1.0)
+            logs = {f"train/{name}": means[i] for i, name in enumerate(self.names)}
+            logs.update({f"train/{name}": tf.cast(read(), tf.float32)
+                         for name, read in self.log_values.items()})
+            logs["train/nonfinite_steps"] = tf.cast(self.nonfinite_steps, tf.float32)
+            self._sums.assign(tf.zeros_like(self._sums))
+            self._count.assign(0.0)
+            return logs
+
+        empty = {key: tf.constant(0.0) for key in self.log_keys}
+        logs = tf.cond(logged, read_and_reset, lambda: empty)
+        for hook, due in zip(self.hooks, tf.unstack(flags[1:], num=len(self.hooks))):
+            def run(hook=hook):
+                hook.in_call(step, logs)
+                return tf.constant(True)
+
+            tf.cond(due & complete, run, lambda: tf.constant(False))
+        return (steps, step, examples, self.nonfinite_steps.read_value(), logged,
+                tf.stack(list(logs.values())))
+
+    @property
+    def log_keys(self) -> list[str]:
+        """The keys of a log step's `logs`, in order."""
+        return ([f"train/{n}" for n in self.names] + [f"train/{n}" for n in self.log_values]
+                + ["train/nonfinite_steps"])
+
+    def __call__(self, iterator, num_steps: int, *, log: bool, due: Sequence[bool] = ()) -> CallResult:
+        """Runs `num_steps` steps; `log` says whether their end is a log step and `due`, for each
+        hook, whether it runs at their end (both ignored if a non-finite step cuts the call short)."""
+        if len(due) != len(self.hooks):
+            raise ValueError(f"TrainCall: {len(due)} due flags for {len(self.hooks)} hooks")
+        steps, step, examples, nonfinite, logged, logs = self.function(
+            iterator, tf.constant(num_steps), tf.constant([log, *due]))
+        values = dict(zip(self.log_keys, logs.numpy().tolist())) if logged.numpy() else None
+        return CallResult(int(steps), int(step), int(examples), int(nonfinite), values)
+
+    def last_nonfinite_values(self) -> dict[str, float]:
+        """The returned values of the last non-finite step, by name."""
+        return dict(zip(self.names, self.last_nonfinite["values"].numpy().tolist()))
+

@@ -1,0 +1,373 @@
+"""`lt.fit` and `lt.evaluate`: a user's task, its data and a run directory, with every guarantee of
+the loop (exact resume, one trainer per run, a divergence guard, distribution, early stopping on
+any metric, the best copy, TensorBoard).
+
+`fit` checks the run directory, builds the task under the strategy's scope, restores or starts the
+run, assembles the built-in callbacks (each in `looptrain.callbacks`) around the user's, and hands
+the built objects to the engine's `Loop`. Nothing is written into the run directory before the
+task is built and its step traced, so a broken task never leaves a half-made run behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from looptrain import __version__, settings as settings_lib
+from looptrain.callbacks import (Best, BestCopy, Checkpointing, Display, EarlyStopping,
+                                 Evaluation, Histograms, NonFinite, Scalars)
+from looptrain.callbacks.best import infer_mode
+from looptrain.callbacks.histograms import trainable_variables
+from looptrain.data.sources import as_source
+from looptrain.engine import distribute
+from looptrain.engine.call import TrainCall
+from looptrain.engine.callback import Callback, CallbackList
+from looptrain.engine.checkpoint import Checkpoints, restore_for_evaluation
+from looptrain.engine.controller import Loop
+from looptrain.engine.evaluation import Evaluator
+from looptrain.engine.rundir import RunDir
+from looptrain.engine.signals import StopSignals
+from looptrain.engine.summaries import SummaryWriter, drop_events_after
+from looptrain.errors import ConfigError, RunDirError
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a call to `fit` did."""
+
+    step: int  # global step reached
+    steps_run: int  # steps run by this call (less than `step` after a resume)
+    stop_reason: str  # "epochs", "max_steps", "early_stopping" or "already_done"
+    monitor: str  # the metric followed by early stopping and the best copy
+    best_value: float  # its best value (+-inf if never measured)
+    best_step: int
+    train_seconds: float  # time inside the compiled training calls (steps and their logging)
+    examples_per_second: float  # training throughput of this call
+
+
+def fit(task, *, train, val=None, run_dir: str | Path, resume: bool | str = False,
+        callbacks: Sequence[Callback] = (), display: Display | None = None,
+        on_start: Callable[[Path, bool], None] | None = None, resume_hint: str | None = None,
+        **settings: Any) -> FitResult:
+    """Trains `task` on `train` into `run_dir`, or continues the run there.
+
+    Args:
+        task: an `lt.Task` (not built yet: `fit` builds it).
+        train: the training data: numpy arrays (one, or a tuple/dict of them; memory-mapped
+            ones too), a `tf.data.Dataset` of batches, a function of the start step returning
+            one, or a source from `looptrain.data` (see there for what each guarantees on
+            resume).
+        val: the validation data (the same kinds), or None.
+        run_dir: the run directory (created if new).
+        resume: False (a new run; an existing one is refused), True (continue; it must exist) or
+            "auto" (continue when `run_dir` holds a run, else start one).
+        callbacks: the user's callbacks, called after the built-in ones (before checkpointing).
+        display: where progress goes; a terminal display when None.
+        on_start: `on_start(run_path, resumed)`: writes the caller's own files into the run
+            directory, under its lock, before the first checkpoint (or after the restore).
+        resume_hint: the command that continues the run, for messages.
+        **settings: the loop's settings by name (`settings.LoopSettings`: batch_size,
+            num_epochs, max_steps, eval_every, checkpoint_every, log_every, patience, monitor,
+            mode, steps_per_loop, seed, on_nan, strategy, num_devices, histogram_every, ...).
+
+    Returns:
+        A `FitResult`.
+
+    Raises:
+        UserError: bad settings or data, a run directory in the wrong state, a checkpoint that
+            does not match, or a task the loop cannot use (one line each).
+        Stopped: SIGINT/SIGTERM, after a checkpoint was written.
+    """
+    s = settings_lib.build(settings_lib.LoopSettings, settings, source="lt.fit")
+    strategy = distribute.make_strategy(s.strategy, s.num_devices)  # before any other TF op
+    role = distribute.role_of(strategy)
+    run = RunDir(run_dir)
+    resume = _resume_mode(resume, run)
+    if resume:
+        run.check_resumable()
+    elif role.is_chief:
+        run.check_new()
+    session = _Session(task=task, train=as_source(train, what="train"),
+                       val=as_source(val, what="val"), settings=s, strategy=strategy, role=role,
+                       resume=resume, display=display or Display(), user_callbacks=list(callbacks),
+                       on_start=on_start,
+                       resume_hint=resume_hint or f"lt.fit(..., run_dir={str(run.path)!r}, resume=True)")
+    if not role.is_chief:
+        # Every worker saves (TensorFlow's rule for multi-worker checkpoints), but only the chief
+        # into the run directory: the others into a temporary directory of their own.
+        with StopSignals() as signals, distribute.scratch_directory(run.path, role.worker) as scratch:
+            return session.run(RunDir(scratch), run, signals)
+    existed = run.path.exists()
+    # Signals are caught from here on, so a Ctrl-C during set-up cannot leave half a run directory:
+    # it is honoured (checkpoint, exit) once the loop starts.
+    with StopSignals() as signals:
+        try:
+            with run.lock():
+                run.check_resumable() if resume else run.check_new()  # again, now that we hold it
+                return session.run(run, run, signals)
+        finally:
+            if not existed:
+                run.remove_if_unused()
+
+
+def _resume_mode(resume: bool | str, run: RunDir) -> bool:
+    if resume == "auto":
+        return run.has_run()
+    if not isinstance(resume, bool):
+        raise ConfigError(f"lt.fit: resume must be False, True or 'auto', got {resume!r}")
+    return resume
+
+
+def identity_of(task) -> str:
+    """The digest of `task.identity()` that every checkpoint of its runs records."""
+    return hashlib.sha256(json.dumps(task.identity(), sort_keys=True, ensure_ascii=False,
+                                     default=repr).encode()).hexdigest()
+
+
+def use_jit(setting: str, task, *, accelerator: bool | None = None) -> bool:
+    """Resolves `jit_compile`. "auto" compiles with XLA only on a GPU/TPU host, unless the task
+    opts out (`supports_jit = False`): on CPU-only hosts XLA is slower (`make bench`), as Keras'
+    own "auto" also assumes."""
+    if setting != "auto":
+        return setting == "on"
+    if accelerator is None:
+        accelerator = any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
+    return accelerator and getattr(task, "supports_jit", True)
+
+
+def learning_rates(task) -> dict[str, Callable[[], tf.Tensor]]:
+    """The learning rate of each Keras optimizer the task holds (read at log steps): one is
+    `learning_rate`, several are `learning_rate/<attribute>`."""
+    found = {name: value for name, value in vars(task).items()
+             if isinstance(value, keras.optimizers.Optimizer)}
+    if len(found) == 1:
+        (optimizer,) = found.values()
+        return {"learning_rate": lambda: optimizer.learning_rate}
+    return {f"learning_rate/{name}": (lambda o=optimizer: o.learning_rate)
+            for name, optimizer in found.items()}
+
+
+@dataclass
+class _Session:
+    """One `fit` between the run-directory checks and the result."""
+
+    task: Any
+    train: Any
+    val: Any
+    settings: settings_lib.LoopSettings
+    strategy: Any
+    role: distribute.Role
+    resume: bool
+    display: Display
+    user_callbacks: list
+    on_start: Callable | None
+    resume_hint: str
+
+    def run(self, run: RunDir, source: RunDir, signals: StopSignals) -> FitResult:
+        """Builds, starts or restores, trains. `run` is written, `source` read on resume (a
+        non-chief worker writes into a scratch directory and reads the chief's)."""
+        s, task = self.settings, self.task
+        monitor, mode = self._monitor()
+        if s.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(s.seed)
+        with self._scope():
+            task.build()
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        per_epoch = self.train.steps_per_epoch(s.batch_size)
+        total, end_reason = self._total_steps(per_epoch)
+        # A dataset's iterator is the data position (one device): it goes into the checkpoint.
+        kept = None if (self.train.positional or self.strategy) else iter(self._dataset(0))
+        writer = SummaryWriter(run.logs)
+        best = Best(monitor, mode)
+        scalars = Scalars(writer, s.log_every, best)
+        hooks = [scalars]
+        if s.histogram_every:
+            hooks.append(Histograms(task, writer, s.histogram_every,
+                                    self.train.first_batch(s.batch_size)))
+        jit = use_jit(s.jit_compile, task)
+        call = TrainCall(task, kept or self._iterator(0), step=step, strategy=self.strategy,
+                         sized=self.train.sized, skip_nonfinite=s.on_nan == "skip",
+                         jit_compile=jit, log_values=learning_rates(task), hooks=hooks)
+        identity = identity_of(task)
+        checkpoints = Checkpoints(
+            run.path, task=task, identity=identity, max_to_keep=s.keep_checkpoints,
+            position=self.train.position(s.batch_size) if self.train.positional else None,
+            state={"step": step, "nonfinite_steps": call.nonfinite_steps,
+                   "last_nonfinite": call.last_nonfinite, "best": best,
+                   **({"iterator": kept} if kept is not None else {}),
+                   **CallbackList(self.user_callbacks).states()})
+        self.display.best = best
+        agreement = distribute.Agreement(self.strategy, self.role)
+        built_in = [NonFinite(s.on_nan, call), self.display, *hooks]
+        if self.val is not None:
+            dataset = self.val.eval_dataset(s.batch_size)
+            built_in.append(Evaluation(Evaluator(task, dataset.element_spec, jit_compile=jit),
+                                       dataset, s.eval_every, agreement))
+        built_in += [BestCopy(best, checkpoints), EarlyStopping(best, s.patience)]
+        checkpointing = Checkpointing(checkpoints, s.checkpoint_every, trainable_variables(task))
+        callbacks = CallbackList([*built_in, *self.user_callbacks, checkpointing])
+        record = self._record(identity, monitor, mode)
+        if self.resume:
+            self._restore(run, source, checkpoints, record)
+        else:
+            run.write_record(record)
+            if self.on_start:
+                self.on_start(run.path, False)
+            # ckpt-0: a run interrupted before its first periodic checkpoint can still be resumed.
+            checkpoints.save(0)
+            self.display.log_to(run.log_file)
+            self.display.log(f"started {run.path}: {type(task).__name__} ({_versions()})")
+        if self.strategy:
+            self.display.log(f"{s.strategy}: {self.strategy.num_replicas_in_sync} replicas, "
+                             f"worker {self.role.worker} of {self.role.num_workers}")
+        loop = Loop(task=task, call=call, iterator=kept or self._iterator(int(step.numpy())),
+                    total_steps=total, end_reason=end_reason, steps_per_epoch=per_epoch,
+                    log_every=s.log_every, steps_per_loop=s.steps_per_loop, callbacks=callbacks,
+                    run_path=run.path, writer=writer, signals=signals, agreement=agreement,
+                    log=self.display.log, resume_hint=self.resume_hint)
+        try:
+            result = loop.run()
+        finally:
+            writer.close()
+        if result.stop_reason == "already_done":
+            self.display.log(f"{run.path}: nothing left to do at step {result.step} (total {total}); "
+                             f"raise --epochs/--max-steps/--patience to continue")
+        else:
+            self.display.log(f"stopped at step {result.step} ({result.stop_reason.replace('_', ' ')}); "
+                             f"best {monitor} {best.best_value:.4f} at step {best.best_step}")
+        return FitResult(step=result.step, steps_run=result.steps_run,
+                         stop_reason=result.stop_reason, monitor=monitor,
+                         best_value=best.best_value, best_step=best.best_step,
+                         train_seconds=result.train_seconds,
+                         examples_per_second=(result.examples / result.train_seconds
+                                              if result.train_seconds else 0.0))
+
+    def _scope(self):
+        return self.strategy.scope() if self.strategy else contextlib.nullcontext()
+
+    def _monitor(self) -> tuple[str, str]:
+        s, task = self.settings, self.task
+        monitor = s.monitor or task.monitor or ("val/loss" if self.val is not None else "train/loss")
+        if monitor.startswith("val/") and self.val is None:
+            raise ConfigError(f"monitor = {monitor!r} needs validation data (val=); monitor a "
+                              f"'train/...' value instead")
+        mode = s.mode if s.mode != "auto" else (task.mode if not s.monitor and task.mode else
+                                                infer_mode(monitor))
+        return monitor, mode
+
+    def _total_steps(self, per_epoch: int | None) -> tuple[int, str]:
+        s = self.settings
+        if per_epoch is None and not s.max_steps:
+            raise ConfigError("the training data does not say how many batches an epoch has (an "
+                              "infinite or unknown-length dataset); set max_steps")
+        total = s.num_epochs * per_epoch if per_epoch is not None else s.max_steps
+        if s.max_steps and s.max_steps <= total:
+            return s.max_steps, "max_steps"
+        return total, "epochs"
+
+    def _dataset(self, start_step: int, replicas=None) -> tf.data.Dataset:
+        s = self.settings
+        return self.train.train_dataset(batch_size=s.batch_size, seed=s.seed,
+                                        num_epochs=s.num_epochs, start_step=start_step,
+                                        replicas=replicas)
+
+    def _iterator(self, start_step: int):
+        if self.strategy is None:
+            return iter(self._dataset(start_step))
+        if self.train.sized:
+            return iter(distribute.distribute_dataset(
+                self.strategy, lambda replicas: self._dataset(start_step, replicas)))
+        return iter(self.strategy.experimental_distribute_dataset(self._dataset(start_step)))
+
+    def _record(self, identity: str, monitor: str, mode: str) -> dict:
+        """What `fit.json` holds: what may not change while the run lives, and its identity."""
+        task, s = self.task, self.settings
+        fixed = {name: getattr(s, name) for name in ("batch_size", "seed")}
+        return {"task": f"{type(task).__module__}:{type(task).__qualname__}",
+                "hparams": json.loads(json.dumps(dict(task.hparams), default=repr)),
+                "settings": {**fixed, "monitor": monitor, "mode": mode},
+                "data": self.train.fingerprint(), "identity": identity,
+                "looptrain": __version__}
+
+    def _restore(self, run: RunDir, source: RunDir, checkpoints: Checkpoints, record: dict) -> None:
+        saved = source.read_record()
+        for key in ("task", "hparams", "settings", "data"):
+            if saved.get(key) != record[key]:
+                raise RunDirError(_changed(source, key, saved.get(key), record[key]))
+        restored, warnings = checkpoints.restore_latest(source.checkpoints)
+        if self.on_start:
+            self.on_start(run.path, True)
+        self.display.log_to(run.log_file)
+        for warning in warnings:
+            self.display.log(f"warning: {warning}")
+        step = int(checkpoints.step.numpy())
+        dropped = drop_events_after(run.logs, step)
+        if dropped:
+            self.display.log(f"removed {dropped} TensorBoard events of steps after the checkpoint "
+                             f"(they are being run again)")
+        self.display.log(f"resumed from {restored or 'the start'} at step {step} ({_versions()})")
+
+
+def _changed(run: RunDir, key: str, saved, given) -> str:
+    """The one-line error for a resume that changes what the run is."""
+    if key == "data":
+        return (f"resume: the training data differs from the data this run started with "
+                f"({run.fit_file}); resume with the original data")
+    if isinstance(saved, dict) and isinstance(given, dict):
+        for name in sorted(set(saved) | set(given)):
+            if saved.get(name) != given.get(name):
+                return (f"resume: cannot change {key} '{name}' of the run in {run.path} (saved "
+                        f"{saved.get(name)!r}, given {given.get(name)!r}); start a new run "
+                        f"directory to train with a different value")
+    return (f"resume: the run in {run.path} was started with {key} {saved!r}, not {given!r}; "
+            f"start a new run directory")
+
+
+def _versions() -> str:
+    return (f"looptrain {__version__}, TensorFlow {tf.__version__}, Keras "
+            f"{keras.__version__}, Python {sys.version.split()[0]}")
+
+
+def evaluate(task, *, data, run_dir: str | Path, checkpoint: str = "best", batch_size: int = 64,
+             jit_compile: str = "off") -> dict[str, Any]:
+    """The task's metrics on `data` with a checkpoint of the run in `run_dir`.
+
+    Args:
+        task: the task the run trained (not built; the same hyper-parameters).
+        data: the data to evaluate on (the kinds `fit` takes).
+        run_dir: the run directory.
+        checkpoint: "best" (default), "latest", or a checkpoint path prefix of this run.
+        batch_size: examples per batch (array data).
+        jit_compile: "auto", "on" or "off".
+
+    Returns:
+        `{name: value}` as the task's `eval_step`/`eval_end` define them (without a split prefix).
+
+    Raises:
+        UserError: the run, its checkpoint or the data is missing or does not match the task.
+    """
+    return evaluate_checkpoint(task, data=data, run_dir=run_dir, checkpoint=checkpoint,
+                               batch_size=batch_size, jit_compile=jit_compile)[0]
+
+
+def evaluate_checkpoint(task, *, data, run_dir: str | Path, checkpoint: str = "best",
+                        batch_size: int = 64, jit_compile: str = "off") -> tuple[dict[str, Any], str]:
+    """`evaluate`, and the path of the checkpoint it restored."""
+    run = RunDir(run_dir)
+    if not run.has_run():
+        raise RunDirError(f"{run.path} is not a looptrain run directory (no fit.json)")
+    source = as_source(data, what="evaluation")
+    task.build()
+    path = restore_for_evaluation(task, run, checkpoint, identity_of(task))
+    dataset = source.eval_dataset(batch_size)
+    metrics = Evaluator(task, dataset.element_spec, jit_compile=use_jit(jit_compile, task))(dataset)
+    return metrics, path
