@@ -45,7 +45,7 @@ test: setup  ## the test suite (a few minutes on 2 CPU cores)
 	$(PY) -m pytest -q
 
 bench: setup  ## training throughput: looptrain vs model.fit vs a bare compiled loop (a few minutes)
-	$(PY) scripts/bench.py $(ARGS)
+	$(PY) benchmarks/bench.py $(ARGS)
 
 clean:  ## remove run outputs and generated data (keeps .venv)
 	rm -rf runs data .pytest_cache

@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Task": "looptrain.task",
     "fit": "looptrain.training",
-    "evaluate": "looptrain.training",
+    "evaluate": "looptrain.evaluation",
     "FitResult": "looptrain.training",
     "batch_mean": "looptrain.engine.steps",
     "model_losses": "looptrain.engine.steps",

@@ -8,8 +8,6 @@ section or key is an error naming it, so a typo never silently trains the wrong 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import Any, Mapping
 from looptrain.errors import ConfigError
 from looptrain.settings import RESUMABLE, LoopSettings, check_value
 from looptrain.settings import setting as _field
+from looptrain.user_code import check_arguments, import_attr, normalize_task_path
 
 
 @dataclass(frozen=True)
@@ -195,6 +194,7 @@ def _checked_open_sections(config: Config, source: str) -> Config:
     if not isinstance(path, str):
         raise ConfigError(f"{source}: 'task.path' must be a string 'module:attr', got {path!r}")
     if path:
+        path = normalize_task_path(path)
         task_class = import_attr(path, f"{source}: 'task.path'")
         params = check_arguments(task_class, config.task_params, f"{source}", "task")
         for section, cls in (("data", DataConfig), ("model", ModelConfig)):
@@ -217,58 +217,6 @@ def _checked_open_sections(config: Config, source: str) -> Config:
         model_class = get_model_class(config.model.name)
         check_arguments(model_class, config.model_extra, source, "model")
     return config
-
-
-def import_attr(path: str, what: str):
-    """The object `module:attr` names (the module importable, e.g. on PYTHONPATH).
-
-    Raises:
-        ConfigError: the path is malformed, the module cannot be imported or lacks the attribute.
-    """
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"{what} is {path!r}; expected 'module:attr', e.g. 'mytasks:Regression'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{what}: cannot import module '{module_name}' ({exc}); is its directory "
-                          f"on PYTHONPATH?") from None
-    try:
-        value = module
-        for part in attr.split("."):
-            value = getattr(value, part)
-    except AttributeError:
-        raise ConfigError(f"{what}: module '{module_name}' has no '{attr}'") from None
-    return value
-
-
-def check_arguments(cls, values: Mapping[str, Any], source: str, section: str) -> dict[str, Any]:
-    """`values` checked against `cls.__init__`'s keyword parameters: an unknown name is an error
-    naming it, and a value whose default is a bool, int, float or str must have that type."""
-    params = {name: p for name, p in inspect.signature(cls.__init__).parameters.items()
-              if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    out = {}
-    for name, value in values.items():
-        key = f"{section}.{name}"
-        if name not in params:
-            known = ", ".join(f"{section}.{n}" for n in params) or "none"
-            raise ConfigError(f"{source}: unknown key '{key}': {cls.__name__}() takes no argument "
-                              f"'{name}' (it takes: {known})")
-        default = params[name].default
-        if default is not inspect.Parameter.empty and default is not None:
-            kind = type(default)
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if kind in (bool, int, float, str) and not (isinstance(value, kind) and (
-                    kind is bool or not isinstance(value, bool))):
-                raise ConfigError(f"{source}: '{key}' must be {kind.__name__} (as its default "
-                                  f"{default!r}), got {type(value).__name__} {value!r}")
-        out[name] = value
-    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in out]
-    if missing:
-        raise ConfigError(f"{source}: '{section}.{missing[0]}' is required by {cls.__name__}(); "
-                          f"set it with --set {section}.{missing[0]}=VALUE")
-    return out
 
 
 # Keys added after runs were first saved: the value that reproduces the behaviour of a run saved
@@ -385,6 +333,8 @@ def resume_config(saved: Config, overrides: Mapping[str, Any], *, source: str) -
         section, name = _split_key(key, source)
         if key in RESUMABLE_KEYS:
             continue
+        if key == "task.path" and isinstance(value, str):
+            value = normalize_task_path(value)
         if key in current and section in _SECTION_CLASSES and name in {
                 f.name for f in dataclasses.fields(_SECTION_CLASSES[section])}:
             fld = next(f for f in dataclasses.fields(_SECTION_CLASSES[section]) if f.name == name)

@@ -129,8 +129,9 @@ class Task(tf.Module):
 
     def identity(self) -> dict[str, Any]:
         """What the weights of a run of this task mean: recorded in every checkpoint, and a
-        checkpoint restored by path must carry the same. Default: class and hyper-parameters."""
-        return {"task": f"{type(self).__module__}.{type(self).__qualname__}",
+        checkpoint restored by path must carry the same. Default: the class name (not its module:
+        a file run as a script and imported is one task) and the hyper-parameters."""
+        return {"task": type(self).__qualname__,
                 "hparams": {k: repr(v) for k, v in self.hparams.items()}}
 
 
@@ -164,3 +165,23 @@ def task_variables_untracked(task) -> dict[str, Any]:
             unique = f"{key}_{n}"
         found[unique] = variable
     return found
+
+
+def check_built(task) -> None:
+    """Raises TaskError naming the first Keras layer of the task that `build()` left unbuilt.
+
+    Keras 3 silently skips restoring the weights of a layer that is not built yet (and
+    `model.build(shape)` on a subclassed model without a `build` method builds none of its
+    layers), so a resumed or evaluated run would go on from fresh random weights.
+    """
+    import keras
+
+    from looptrain.errors import TaskError
+
+    view = tf.train.TrackableView(task)
+    for obj in view.descendants():
+        if isinstance(obj, keras.layers.Layer) and not obj.built:
+            raise TaskError(f"{type(task).__name__}.build() left the layer '{obj.name}' "
+                            f"({type(obj).__name__}) unbuilt: call each model once on an example "
+                            f"batch there (e.g. self.model(tf.zeros([1, ...]))) so every weight "
+                            f"exists before a checkpoint is restored")

@@ -30,13 +30,14 @@ from looptrain.data.sources import as_source
 from looptrain.engine import distribute
 from looptrain.engine.call import TrainCall
 from looptrain.engine.callback import Callback, CallbackList
-from looptrain.engine.checkpoint import Checkpoints, restore_for_evaluation
+from looptrain.engine.checkpoint import Checkpoints
 from looptrain.engine.controller import Loop
 from looptrain.engine.evaluation import Evaluator
 from looptrain.engine.rundir import RunDir
 from looptrain.engine.signals import StopSignals
 from looptrain.engine.summaries import SummaryWriter, drop_events_after
 from looptrain.errors import ConfigError, RunDirError
+from looptrain.task import check_built
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class _Session:
         keras.utils.set_random_seed(s.seed)
         with self._scope():
             task.build()
+        check_built(task)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         per_epoch = self.train.steps_per_epoch(s.batch_size)
         total, end_reason = self._total_steps(per_epoch)
@@ -292,7 +294,7 @@ class _Session:
         """What `fit.json` holds: what may not change while the run lives, and its identity."""
         task, s = self.task, self.settings
         fixed = {name: getattr(s, name) for name in ("batch_size", "seed")}
-        return {"task": f"{type(task).__module__}:{type(task).__qualname__}",
+        return {"task": type(task).__qualname__,
                 "hparams": json.loads(json.dumps(dict(task.hparams), default=repr)),
                 "settings": {**fixed, "monitor": monitor, "mode": mode},
                 "data": self.train.fingerprint(), "identity": identity,
@@ -335,39 +337,3 @@ def _changed(run: RunDir, key: str, saved, given) -> str:
 def _versions() -> str:
     return (f"looptrain {__version__}, TensorFlow {tf.__version__}, Keras "
             f"{keras.__version__}, Python {sys.version.split()[0]}")
-
-
-def evaluate(task, *, data, run_dir: str | Path, checkpoint: str = "best", batch_size: int = 64,
-             jit_compile: str = "off") -> dict[str, Any]:
-    """The task's metrics on `data` with a checkpoint of the run in `run_dir`.
-
-    Args:
-        task: the task the run trained (not built; the same hyper-parameters).
-        data: the data to evaluate on (the kinds `fit` takes).
-        run_dir: the run directory.
-        checkpoint: "best" (default), "latest", or a checkpoint path prefix of this run.
-        batch_size: examples per batch (array data).
-        jit_compile: "auto", "on" or "off".
-
-    Returns:
-        `{name: value}` as the task's `eval_step`/`eval_end` define them (without a split prefix).
-
-    Raises:
-        UserError: the run, its checkpoint or the data is missing or does not match the task.
-    """
-    return evaluate_checkpoint(task, data=data, run_dir=run_dir, checkpoint=checkpoint,
-                               batch_size=batch_size, jit_compile=jit_compile)[0]
-
-
-def evaluate_checkpoint(task, *, data, run_dir: str | Path, checkpoint: str = "best",
-                        batch_size: int = 64, jit_compile: str = "off") -> tuple[dict[str, Any], str]:
-    """`evaluate`, and the path of the checkpoint it restored."""
-    run = RunDir(run_dir)
-    if not run.has_run():
-        raise RunDirError(f"{run.path} is not a looptrain run directory (no fit.json)")
-    source = as_source(data, what="evaluation")
-    task.build()
-    path = restore_for_evaluation(task, run, checkpoint, identity_of(task))
-    dataset = source.eval_dataset(batch_size)
-    metrics = Evaluator(task, dataset.element_spec, jit_compile=use_jit(jit_compile, task))(dataset)
-    return metrics, path

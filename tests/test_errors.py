@@ -110,8 +110,8 @@ CASES = {
     "evaluate a checkpoint of another run": (
         lambda t, r: (evaluate_main, ["--run-dir", str(r / "run"), "--checkpoint",
                                       str(r / "other" / "checkpoints" / "ckpt-5")]),
-        "checkpoint {r}/other/checkpoints/ckpt-5 belongs to another run \\(its vocabulary, labels or "
-        "model differ from this run's\\); use one of this run's checkpoints"),
+        "checkpoint {r}/other/checkpoints/ckpt-5 belongs to another run \\(its task, hyper-parameters, "
+        "vocabulary or labels differ from this run's\\); use one of this run's checkpoints"),
     "a new run in a directory holding other files": (
         lambda t, r: _train(t, "--run-dir", str(_notes(t))),
         "{t}/mine is not empty and is not a looptrain run \\(it holds labels.txt, notes.txt\\); "

@@ -33,7 +33,7 @@ from looptrain.errors import UserError
 from looptrain.files import write_bytes_atomic, write_text_atomic
 from looptrain.run import RunDir
 from looptrain.tasks.losses import cross_entropy
-from looptrain.training import evaluate_checkpoint
+from looptrain.evaluation import evaluate_checkpoint
 
 __all__ = ["EvalResult", "evaluate_run", "save_report"]
 
@@ -208,8 +208,8 @@ def task_table(result: TaskEvalResult):
     """The metrics as a rich table."""
     from rich.table import Table
 
-    table = Table(title=f"{result.split} ({result.checkpoint}, {result.seconds:.1f}s)",
-                  title_justify="left")
+    table = Table(title=f"{result.split} metrics", title_justify="left",
+                  caption=f"{Path(result.checkpoint).name}, {result.seconds:.1f}s", caption_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in scalars(result.metrics, result.split).items():

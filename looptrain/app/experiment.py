@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from looptrain.app.inspect import RunStart
 from looptrain.callbacks import Display
-from looptrain.config import Config, import_attr
+from looptrain.config import Config
+from looptrain.user_code import import_attr
 from looptrain.data.corpus import Corpus, load_corpus, resolve_data_dir
 from looptrain.errors import ConfigError
 from looptrain.run import RunDir

@@ -168,8 +168,9 @@ def check_identity(path: str, identity: str) -> None:
                           f"run's task, data and model; use one of this run's checkpoints "
                           f"(best, latest, or a path under the run directory)") from None
     if recorded.decode() != identity:
-        raise RunDirError(f"checkpoint {path} belongs to another run (its vocabulary, labels or "
-                          f"model differ from this run's); use one of this run's checkpoints")
+        raise RunDirError(f"checkpoint {path} belongs to another run (its task, hyper-parameters, "
+                          f"vocabulary or labels differ from this run's); use one of this run's "
+                          f"checkpoints")
 
 
 def find_checkpoint(run, which: str) -> str:

@@ -45,7 +45,7 @@ def get_model_class(name: str) -> type[keras.Model]:
             module cannot be imported or holds no Keras model class of that name.
     """
     if ":" in name:
-        from looptrain.config import import_attr
+        from looptrain.user_code import import_attr
 
         cls = import_attr(name, "'model.name'")
         if not (isinstance(cls, type) and issubclass(cls, keras.Model)):

@@ -1,18 +1,22 @@
-"""Throughput benchmark: `python scripts/bench.py [--workloads textcnn,mlp] [--quick] [--set k=v]`.
+"""Throughput benchmark: `python benchmarks/bench.py [--workloads textcnn,mlp,task] [--quick]
+[--set k=v]`.
 
 Prints a table and, as the last line, one JSON object `{"workloads": {name: {...}}}`. See
-`looptrain.bench` for what is measured and how.
+`benchmarks/harness.py` for what is measured and how.
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # harness.py beside this file
 
 from looptrain import config as config_lib  # noqa: E402
 
@@ -23,6 +27,8 @@ WORKLOADS = {
     "textcnn": ("configs/textcnn.toml", {}, (20, 30, 5)),
     "mlp": ("configs/mlp.toml", {"model.hidden_dim": 64, "model.num_layers": 2, "model.dropout": 0.0,
                                  "train.batch_size": 32, "train.log_every": 100}, (1000, 3000, 5)),
+    # A user's task (harness.MLPTask: the same MLP, a plain GradientTape step) through lt.fit.
+    "task": ("configs/mlp.toml", {"train.batch_size": 32, "train.log_every": 100}, (1000, 3000, 5)),
 }
 QUICK = (10, 10, 2)  # a smoke run (the test suite's), not a measurement
 
@@ -43,23 +49,25 @@ def main(argv=None) -> int:
         # One process per workload: TensorFlow's process-wide state (op determinism, which decides
         # `fit`'s default XLA; thread pools; the first workload's iterators) must not carry over.
         results = {name: _run_child(name, args) for name in names}
-        from looptrain.bench import report
+        from harness import report
 
         report(results)
         print(json.dumps({"workloads": results}))
         return 0
-    from looptrain.bench import Plan, bench_workload, make_vectors
+    from harness import Plan, bench_workload, make_vectors
 
     results = {}
+    vectors = Path(tempfile.mkdtemp(prefix="looptrain-bench-vectors-"))
     for name in names:
         path, overrides, plan = WORKLOADS[name]
         config = config_lib.load_toml(ROOT / path).replace(overrides)
-        if name == "mlp":
-            config = config.replace({"data.data_dir": str(make_vectors(ROOT / "data" / "vectors32"))})
+        if name in ("mlp", "task"):
+            config = config.replace({"data.data_dir": str(make_vectors(vectors))})
         if args.quick:
             config, plan = config.replace(_quick_overrides(name)), QUICK
         config = config.replace(config_lib.parse_set(args.set), source="--set")
-        results[name] = bench_workload(config, Plan(*plan))
+        results[name] = bench_workload(config, Plan(*plan), user_task=name == "task")
+    shutil.rmtree(vectors, ignore_errors=True)
     print(json.dumps({"workloads": results}))
     return 0
 

@@ -2,22 +2,24 @@
 
 For each workload, in ONE process, on the same model class, data, batch size and seed:
 
-- `looptrain`: `train_and_evaluate` exactly as users run it (metrics, TensorBoard summaries, the
-  divergence guard, the progress display's per-call updates), timed between its own call boundaries.
+- `looptrain`: training as users run it (`lt.fit`: metrics, TensorBoard summaries, the divergence
+  guard, the progress display's per-call updates), timed between its own call boundaries.
 - `fit_default`: `model.compile(...)` + `model.fit` with Keras' defaults, as a `fit` user gets them:
   XLA "auto", which Keras resolves in `compile()` to on where the model supports it (CPU hosts
   included) unless op determinism is on, so this model is compiled before looptrain's
   determinism is switched on.
 - `fit_matched`: `model.fit` with looptrain's XLA choice and `steps_per_execution` = the steps
   looptrain runs per compiled call.
-- `bare`: the practical limit: the same update (forward, backward, Adam), the same steps per call
-  and XLA choice in the same kind of `tf.while_loop`, and nothing else: no metrics, logging,
-  checkpointing or guard.
+- `bare`: the practical limit: the same step (the task's objective and update) with the same steps
+  per call and XLA choice in the same kind of `tf.while_loop`, and nothing else: no metrics,
+  logging, checkpointing or guard.
 - `pipeline`: the input pipeline alone, drained inside a compiled loop as the step drains it.
 
-Each figure is the median of several timed windows after a warm-up (tracing and XLA compilation
-happen in the warm-up), the variants' windows interleaved (see `bench_workload`). Examples/s
-counts `batch_size` per step.
+Workloads: the built-in classifier on a config (`textcnn`, `mlp`), and a user's task written with
+the public API only (`task`: `MLPTask` below, a plain GradientTape step). Each figure is the median
+of several timed windows after a warm-up (tracing and XLA compilation happen in the warm-up), the
+variants' windows interleaved (see `bench_workload`). Examples/s counts `batch_size` per step.
+Only public names of looptrain are used here.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import looptrain as lt
+from looptrain.app.experiment import loop_settings, make_classifier
 from looptrain.config import Config
 from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_train_dataset, steps_per_epoch
-from looptrain.train.loop import _create_model, train_and_evaluate, use_jit
-from looptrain.train.progress import Display
-from looptrain.train.step import make_optimizer
+from looptrain.tasks.classification import make_optimizer
+from looptrain.training import use_jit
 
 VARIANTS = ("looptrain", "fit_default", "fit_matched", "bare", "pipeline")
 
@@ -53,14 +56,44 @@ class Plan:
     repeats: int
 
 
+class MLPTask(lt.Task):
+    """A user's task as the README writes one: an MLP classifier, a plain GradientTape step."""
+
+    def __init__(self, hidden: int = 64, num_classes: int = 10, learning_rate: float = 1e-3):
+        super().__init__()
+        self.hidden, self.num_classes, self.learning_rate = hidden, num_classes, learning_rate
+
+    def build(self):
+        self.model = keras.Sequential([keras.layers.Dense(self.hidden, activation="relu"),
+                                       keras.layers.Dense(self.hidden, activation="relu"),
+                                       keras.layers.Dense(self.num_classes)])
+        self.model(tf.zeros([1, 32]))
+        self.optimizer = keras.optimizers.Adam(self.learning_rate)
+
+    def train_step(self, batch):
+        x, y = batch
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return {"loss": loss}
+
+    def eval_step(self, batch):
+        x, y = batch
+        logits = self.model(x, training=False)
+        return {"loss": tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)}
+
+
 def steps_per_call(config: Config) -> int:
     """The steps looptrain runs per compiled call between evaluations: calls end at every log step
     and after at most `steps_per_loop` steps (the shipped configs make one divide the other)."""
     return min(config.train.steps_per_loop, config.train.log_every)
 
 
-def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
-    """Examples/second of every variant on `config`'s model and training data, plus peak RSS (MB).
+def bench_workload(config: Config, plan: Plan, *, user_task: bool = False) -> dict[str, float]:
+    """Examples/second of every variant on `config`'s data (and model, or `MLPTask`), plus peak
+    RSS (MB).
 
     The variants' windows are interleaved: each time looptrain's training reaches a window boundary
     (between two of its compiled calls), every other variant runs one window of its own. Load on
@@ -75,24 +108,34 @@ def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
     total = plan.warmup + plan.window * plan.repeats
     epochs = total // steps_per_epoch(len(y), config.train.batch_size) + 2
 
-    def dataset():
-        return make_train_dataset(x, y, batch_size=config.train.batch_size, seed=config.train.seed,
-                                  num_epochs=epochs, bucket_window=config.data.bucket_window).repeat()
+    def make_task():
+        keras.utils.set_random_seed(config.train.seed)
+        task = MLPTask() if user_task else make_classifier(config, corpus)
+        task.build()
+        return task
 
+    def dataset():
+        return make_train_dataset((x, y), batch_size=config.train.batch_size, seed=config.train.seed,
+                                  num_epochs=epochs).repeat()
+
+    jit = use_jit(config.train.jit_compile, make_task())
     # `fit` as its users get it: Keras resolves jit_compile="auto" in compile(), and a `fit` user
     # has not enabled op determinism (under which Keras would keep XLA off).
-    fit_default = _Fit(config, corpus, dataset(), matched=False)
+    metrics = [] if user_task else ["accuracy"]  # what the step computes besides the loss
+    fit_default = _Fit(make_task().model, config, dataset(), matched=False, jit=jit, metrics=metrics)
     # Everything then runs in looptrain's determinism state (train.deterministic, on by default),
     # which cannot be switched off once on.
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     others = {"fit_default": fit_default,
-              "fit_matched": _Fit(config, corpus, dataset(), matched=True),
-              "bare": _Bare(config, corpus, dataset()),
-              "pipeline": _Pipeline(dataset())}
+              "fit_matched": _Fit(make_task().model, config, dataset(), matched=True, jit=jit,
+                                  metrics=metrics),
+              "bare": _bare(make_task(), dataset(), steps_per_call(config), jit),
+              "pipeline": _pipeline(dataset())}
     for variant in others.values():
         variant.warm_up(plan.warmup)
-    seconds = {"looptrain": _looptrain(config, plan, epochs, others)}
+    task = MLPTask() if user_task else make_classifier(config, corpus)
+    seconds = {"looptrain": _looptrain(task, corpus, config, plan, epochs, others)}
     seconds.update({name: statistics.median(v.seconds) for name, v in others.items()})
     batch = config.train.batch_size
     result = {f"{name}_ex_s": round(batch / s, 1) for name, s in seconds.items()}
@@ -100,26 +143,22 @@ def bench_workload(config: Config, plan: Plan) -> dict[str, float]:
     return result
 
 
-class _Interleaved(Display):
-    """A silent display that times looptrain's windows and runs the other variants' in between.
+class _Interleaved(lt.Callback):
+    """Times looptrain's windows between call boundaries and runs the other variants' in between.
 
-    The loop reports every compiled call to its display; at each window boundary this one runs a
+    The loop reports every compiled call to its callbacks; at each window boundary this one runs a
     window of every other variant, and looptrain's clock restarts after them.
     """
 
     def __init__(self, plan: Plan, others: dict):
-        from rich.console import Console
-
-        super().__init__(Console(file=open(os.devnull, "w")))
         self.plan, self.others = plan, others
         self.marks = [plan.warmup + i * plan.window for i in range(plan.repeats + 1)]
         self.seconds: list[float] = []  # per step, one entry per window
         self._done: set[int] = set()
         self._resumed = 0.0
 
-    def update(self, step: int, **fields) -> None:
-        ended = time.perf_counter()
-        super().update(step, **fields)  # a user's display costs this too
+    def on_call_end(self, loop, result) -> None:
+        ended, step = time.perf_counter(), loop.step
         if step not in self.marks or step in self._done:
             return
         self._done.add(step)
@@ -131,24 +170,23 @@ class _Interleaved(Display):
         self._resumed = time.perf_counter()
 
 
-def _looptrain(config: Config, plan: Plan, epochs: int, others: dict) -> float:
+def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int, others: dict) -> float:
+    from rich.console import Console
+
     total = plan.warmup + plan.window * plan.repeats
     # Evaluation and checkpoints only after the measured steps: `fit` and `bare` do neither.
-    run_config = config.replace({"train.max_steps": total + 1, "train.num_epochs": epochs,
-                                 "train.eval_every": total + 1, "train.checkpoint_every": total + 1,
-                                 "train.patience": total + 1})
-    display = _Interleaved(plan, others)
+    settings = {**loop_settings(config), "max_steps": total + 1, "num_epochs": epochs,
+                "eval_every": total + 1, "checkpoint_every": total + 1, "patience": total + 1,
+                "monitor": "train/loss"}
+    timer = _Interleaved(plan, others)
+    display = lt.callbacks.Display(Console(file=open(os.devnull, "w")))  # a user's display costs too
     with tempfile.TemporaryDirectory(prefix="looptrain-bench-") as tmp:
-        train_and_evaluate(run_config, f"{tmp}/run", display=display)
-    if len(display.seconds) != plan.repeats:
-        raise RuntimeError(f"looptrain's calls ended at {len(display.seconds) + 1} of the window "
-                           f"steps {display.marks}; choose windows on call boundaries")
-    return statistics.median(display.seconds)
-
-
-def _new_model(config: Config, corpus) -> keras.Model:
-    keras.utils.set_random_seed(config.train.seed)
-    return _create_model(config, corpus)
+        lt.fit(task, train=lt.data.ArraySource(corpus.splits["train"]), run_dir=f"{tmp}/run",
+               callbacks=[timer], display=display, **settings)
+    if len(timer.seconds) != plan.repeats:
+        raise RuntimeError(f"looptrain's calls ended at {len(timer.seconds) + 1} of the window "
+                           f"steps {timer.marks}; choose windows on call boundaries")
+    return statistics.median(timer.seconds)
 
 
 class _EpochTimes(keras.callbacks.Callback):
@@ -166,15 +204,14 @@ class _EpochTimes(keras.callbacks.Callback):
 class _Fit:
     """`model.fit`, one epoch of `steps` steps per window (the compiled train function is kept)."""
 
-    def __init__(self, config: Config, corpus, dataset, *, matched: bool):
-        self.model = _new_model(config, corpus)
-        options = {"jit_compile": use_jit(config, self.model),
-                   "steps_per_execution": steps_per_call(config)}
+    def __init__(self, model, config: Config, dataset, *, matched: bool, jit: bool, metrics: list):
+        self.model = model
+        options = {"jit_compile": jit, "steps_per_execution": steps_per_call(config)}
         self.model.compile(optimizer=make_optimizer(learning_rate=config.train.learning_rate,
                                                     clip_norm=config.train.clip_norm,
                                                     precision=config.train.precision),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                           metrics=["accuracy"], **(options if matched else {}))
+                           metrics=metrics, **(options if matched else {}))
         self.dataset, self.seconds = dataset, []
 
     def warm_up(self, steps: int) -> None:  # tracing (and XLA compilation)
@@ -211,38 +248,40 @@ class _Calls:
         self.seconds.append((time.perf_counter() - began) / (calls * self.per_call))
 
 
-def _Bare(config: Config, corpus, dataset) -> _Calls:
-    """The practical limit: the same update and steps per call, and nothing else."""
-    model = _new_model(config, corpus)
-    optimizer = make_optimizer(learning_rate=config.train.learning_rate,
-                               clip_norm=config.train.clip_norm, precision=config.train.precision)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function(jit_compile=use_jit(config, model))
-    def update(x, y):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(x, training=True), tf.float32)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-            if model.losses:
-                loss += tf.cast(tf.add_n(model.losses), tf.float32)
-            scaled = optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+def _bare(task, dataset, per_call: int, jit: bool) -> _Calls:
+    """The practical limit: the task's objective (the built-in classifier's) or plain step (a
+    user's), applied by its optimizer; the same steps per call; nothing else."""
+    update = _bare_update(task)
+    update = tf.function(update, jit_compile=jit) if jit else update
 
     def body(iterator, i):
-        update(*next(iterator))
+        update(next(iterator))
         return (i + 1,)
 
     @tf.function
-    def run(iterator, num_steps):  # the while loop of looptrain's train_loop, nothing else carried
+    def run(iterator, num_steps):  # the while loop of looptrain's compiled call, nothing carried
         (count,) = tf.while_loop(lambda i: i < num_steps, lambda i: body(iterator, i),
                                  (tf.constant(0),))
         return count
 
-    return _Calls(run, dataset, steps_per_call(config))
+    return _Calls(run, dataset, per_call)
 
 
-def _Pipeline(dataset) -> _Calls:
+def _bare_update(task):
+    if not hasattr(task, "objective"):
+        return task.train_step
+    variables = task.model.trainable_variables
+
+    def update(batch):  # no metric, no norm, no guard: what the step needs and nothing else
+        with tf.GradientTape() as tape:
+            loss, _ = task.objective(batch, training=True)
+            scaled = task.optimizer.scale_loss(loss)
+        task.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+
+    return update
+
+
+def _pipeline(dataset) -> _Calls:
     """The input pipeline alone, drained inside a compiled loop as the step drains it."""
     @tf.function
     def run(iterator, num_steps):
@@ -256,7 +295,7 @@ def _Pipeline(dataset) -> _Calls:
 
 
 def make_vectors(directory: Path, *, dim: int = 32, num_classes: int = 10, seed: int = 0) -> Path:
-    """The `mlp` workload's data: GENERATED Gaussian clusters, `dim` features, as .npz array data."""
+    """The `mlp` and `task` workloads' data: GENERATED Gaussian clusters, `dim` features, as .npz."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(num_classes, dim)).astype(np.float32)
     directory.mkdir(parents=True, exist_ok=True)
