@@ -12,7 +12,7 @@ ARGS   ?=
 # The stamp makes `make setup` a no-op once the venv matches pyproject.toml and the TF choice.
 STAMP  := $(VENV)/.installed-$(TF)
 
-.PHONY: setup train resume eval predict export tensorboard test bench clean distclean
+.PHONY: setup train resume eval predict export tensorboard test test-slow bench clean distclean
 
 setup: $(STAMP)
 
@@ -41,8 +41,11 @@ export: setup  ## SavedModel of runs/RUN on raw strings into OUT (default runs/R
 tensorboard: setup  ## TensorBoard over every run under runs/
 	$(VENV)/bin/tensorboard --logdir runs
 
-test: setup  ## the test suite (a few minutes on 2 CPU cores)
-	$(PY) -m pytest -q
+test: setup  ## the test suite without the slow tests (about five minutes on 2 CPU cores)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup  ## the slow tests: distributed runs, every example killed and resumed, bench smoke
+	$(PY) -m pytest -q -m slow
 
 bench: setup  ## training throughput: looptrain vs model.fit vs a bare compiled loop (a few minutes)
 	$(PY) benchmarks/bench.py $(ARGS)

@@ -29,7 +29,9 @@ TRAIN_FLAGS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2), like every user error."""
+
     def error(self, message: str):  # one line instead of usage + message
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
@@ -50,7 +52,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
 
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="train.py", description="Train a model with looptrain's custom loop.")
+    p = Parser(prog="train.py", description="Train a model with looptrain's custom loop.")
     p.add_argument("--config", help="TOML config file (default: built-in reference TextCNN)")
     p.add_argument("--run-dir", default="runs/default", help="run directory (default: runs/default)")
     p.add_argument("--data-dir", help="directory with train/val/test files (default: embedded corpus)")
@@ -134,7 +136,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="evaluate.py", description="Evaluate a trained run on its test split.")
+    p = Parser(prog="evaluate.py", description="Evaluate a trained run on its test split.")
     p.add_argument("--run-dir", required=True, help="run directory written by train.py")
     p.add_argument("--checkpoint", default="best",
                    help="best (default), latest, or a checkpoint path prefix")
@@ -171,7 +173,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="predict.py", description="Predict the labels of texts with a trained run.")
+    p = Parser(prog="predict.py", description="Predict the labels of texts with a trained run.")
     p.add_argument("texts", nargs="*", metavar="TEXT",
                    help="texts to classify; without any, --file or standard input (one per line)")
     p.add_argument("--run-dir", required=True, help="run directory written by train.py")
@@ -214,7 +216,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="export.py",
+    p = Parser(prog="export.py",
                 description="Export a trained run as a SavedModel that classifies raw strings.")
     p.add_argument("--run-dir", required=True, help="run directory written by train.py")
     p.add_argument("--out", required=True, help="directory to create for the SavedModel")

@@ -36,7 +36,7 @@ from looptrain.engine.evaluation import Evaluator
 from looptrain.engine.rundir import RunDir
 from looptrain.engine.signals import StopSignals
 from looptrain.engine.summaries import SummaryWriter, drop_events_after
-from looptrain.errors import ConfigError, RunDirError
+from looptrain.errors import ConfigError, RunDirError, TaskError
 from looptrain.task import check_built
 
 
@@ -144,6 +144,22 @@ def use_jit(setting: str, task, *, accelerator: bool | None = None) -> bool:
     return accelerator and getattr(task, "supports_jit", True)
 
 
+def _build_optimizers(task) -> None:
+    """Builds a task's unbuilt Keras optimizer under the strategy's scope (its slots cannot be
+    created inside the traced step there). With one optimizer, for all the task's trainable
+    weights; several must be built by the task's `build()`, which knows what each updates."""
+    unbuilt = [name for name, value in vars(task).items()
+               if isinstance(value, keras.optimizers.Optimizer) and not value.built]
+    optimizers = [v for v in vars(task).values() if isinstance(v, keras.optimizers.Optimizer)]
+    if not unbuilt:
+        return
+    if len(optimizers) > 1:
+        raise TaskError(f"under a tf.distribute strategy {type(task).__name__}.build() must build its "
+                        f"optimizers (self.{unbuilt[0]}.build(variables)): looptrain cannot tell "
+                        f"which weights each of several optimizers updates")
+    optimizers[0].build(trainable_variables(task))
+
+
 def learning_rates(task) -> dict[str, Callable[[], tf.Tensor]]:
     """The learning rate of each Keras optimizer the task holds (read at log steps): one is
     `learning_rate`, several are `learning_rate/<attribute>`."""
@@ -182,6 +198,8 @@ class _Session:
         keras.utils.set_random_seed(s.seed)
         with self._scope():
             task.build()
+            if self.strategy:
+                _build_optimizers(task)
         check_built(task)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         per_epoch = self.train.steps_per_epoch(s.batch_size)

@@ -12,14 +12,14 @@ import sys
 from typing import Sequence
 
 from looptrain import launch
-from looptrain.cli import _Parser, run_main
+from looptrain.cli import Parser, run_main
 from looptrain.errors import UserError
 
 EXAMPLE = "launch_local.py --num-workers 2 -- --config configs/tiny.toml --run-dir runs/dist"
 
 
-def parser() -> _Parser:
-    p = _Parser(prog="launch_local.py", usage="%(prog)s --num-workers N [--grace-seconds S] -- TRAIN_ARGS...",
+def parser() -> Parser:
+    p = Parser(prog="launch_local.py", usage="%(prog)s --num-workers N [--grace-seconds S] -- TRAIN_ARGS...",
                 description="Run scripts/train.py as N workers on localhost, each with its own TF_CONFIG.")
     p.add_argument("--num-workers", type=int, required=True, metavar="N",
                    help="how many workers (worker 0 is the chief)")

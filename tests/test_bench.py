@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # subprocesses of minutes: `make test-slow`
 
 
 def test_bench_prints_a_table_and_every_figure_as_the_last_json_line():

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,26 @@ def test_existing_run_and_architecture_change_on_resume_lose_nothing(corpus_dir,
 
     assert run_main(train_main, ["--run-dir", str(run), "--resume", "--max-steps", "30"]) == 0
     assert "step 30" in capsys.readouterr().out
+
+
+def test_the_starting_command_plus_resume_continues_and_only_a_real_change_is_refused(
+        corpus_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    command = _tiny_args(corpus_dir, run, "--max-steps", "10", "--set", "model.dropout=0.3")
+    for resume in ("--resume=auto", "--resume=auto"):  # starts the run, then continues it
+        assert run_main(train_main, [*command, resume]) == 0
+    assert "nothing left to do at step 10" in capsys.readouterr().out
+    before = snapshot(run)
+    # The same --config and flags again, with --resume: accepted; a longer run: allowed.
+    assert run_main(train_main, [*_tiny_args(corpus_dir, run, "--max-steps", "15", "--set",
+                                             "model.dropout=0.3"), "--resume"]) == 0
+    assert "step 15" in capsys.readouterr().out
+    # Another dropout is a real change of what the run is: refused, naming the key.
+    assert run_main(train_main, [*_tiny_args(corpus_dir, run, "--set", "model.dropout=0.1"),
+                                 "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot change 'model.dropout' of a resumed run (saved 0.3, given 0.1)" in err
+    assert snapshot(run)[Path("config.json")] != before[Path("config.json")]  # max_steps 15 saved
 
 
 def test_evaluate_prints_test_metrics_and_errors_on_missing_runs(corpus_dir, tmp_path, capsys):

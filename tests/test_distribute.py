@@ -19,6 +19,8 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT, assert_same_variables
 
+pytestmark = pytest.mark.slow  # subprocesses of minutes: `make test-slow`
+
 from looptrain.errors import ConfigError
 from looptrain.engine import distribute
 

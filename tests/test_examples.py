@@ -41,6 +41,7 @@ def _latest(run) -> int:
     return max((int(p.name[5:-6]) for p in (run / "checkpoints").glob("ckpt-*.index")), default=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_each_example_resumes_bit_identically_after_sigkill_with_the_same_command(name, tmp_path,
                                                                                   capsys):

@@ -87,7 +87,9 @@ def local_devices(num_devices: int) -> list[str]:
     available = len(tf.config.list_logical_devices("CPU"))
     if available < count:
         raise ConfigError(f"train.num_devices = {count}: TensorFlow already started in this process "
-                          f"with {available} CPU device(s); start a new process (scripts/train.py)")
+                          f"with {available} CPU device(s); start a new process (scripts/train.py), "
+                          f"or call looptrain.engine.distribute.local_devices({count}) before any "
+                          f"other TensorFlow op")
     return [f"/cpu:{i}" for i in range(count)]
 
 
