@@ -109,12 +109,17 @@ def resolve_train_config(args: argparse.Namespace, resume: bool | None = None) -
             raise UserError(f"{run.path} has no config.json (its start was interrupted before it was "
                             f"written); remove the directory and start again, or use another --run-dir")
         config = run.load_config()
+        # What the same command would configure, by precedence (file < flags < --set), each key
+        # with the source that set it last: a value equal to the saved one is accepted.
+        given: dict[str, tuple[str, object]] = {}
         if args.config:
-            file_values = config_lib.flatten(config_lib.read_toml(args.config))
-            config = config_lib.resume_config(config, file_values, source=args.config)
-        for flag, (key, value) in flags.items():
-            config = config_lib.resume_config(config, {key: value}, source=flag)
-        return config_lib.resume_config(config, sets, source="--set")
+            given.update({key: (args.config, value) for key, value in
+                          config_lib.flatten(config_lib.read_toml(args.config)).items()})
+        given.update({key: (flag, value) for flag, (key, value) in flags.items()})
+        given.update({key: ("--set", value) for key, value in sets.items()})
+        for key, (source, value) in given.items():
+            config = config_lib.resume_config(config, {key: value}, source=source)
+        return config
     config = config_lib.load_toml(args.config) if args.config else config_lib.Config()
     for flag, (key, value) in flags.items():
         config = config.replace({key: value}, source=flag)

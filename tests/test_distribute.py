@@ -186,3 +186,21 @@ def test_sigterm_to_one_worker_stops_all_and_a_sigkilled_run_resumes_exactly(lon
     assert not list(scratch.glob("looptrain-*"))
     assert_same_variables(tf.train.latest_checkpoint(str(run / "checkpoints")),
                           tf.train.latest_checkpoint(str(base / "workers" / "checkpoints")))
+
+
+def test_a_user_task_trains_on_two_workers_like_on_one_device(tmp_path):
+    """A task of the user's (its step built from lt.batch_mean and lt.apply_gradients) through
+    launch_local: both workers load it from its file; the result equals one device's."""
+    task = f"{ROOT / 'examples' / 'multilabel.py'}:MultiLabel"
+    flags = ["--task", task, "--max-steps", "60", "--epochs", "10", "--eval-every", "30",
+             "--checkpoint-every", "30", "--set", "task.width=8"]
+    single = _run([str(ROOT / "scripts" / "train.py"), "--run-dir", str(tmp_path / "single"), *flags])
+    assert single.returncode == 0, single.stderr[-2000:]
+    (tmp_path / "scratch").mkdir()
+    status, output = _launch_until(
+        [str(ROOT / "scripts" / "launch_local.py"), "--num-workers", "2", "--",
+         "--run-dir", str(tmp_path / "workers"), *flags], "", None, tmp_path / "scratch")
+    assert status == 0, output[-3000:]
+    latest = tf.train.latest_checkpoint(str(tmp_path / "workers" / "checkpoints"))
+    reference = tf.train.latest_checkpoint(str(tmp_path / "single" / "checkpoints"))
+    assert latest.endswith("ckpt-60") and _max_abs_diff(latest, reference) < 1e-4

@@ -25,8 +25,12 @@ FLAGS = ["--max-steps", "600", "--epochs", "100", "--checkpoint-every", "25", "-
          "--set", "task.width=16"]
 
 
-def _task(name: str) -> str:
-    return f"{ROOT / 'examples' / name}.py:{EXAMPLES[name]}"
+def _task(name: str, directory=None) -> str:
+    """`file.py:Class` of an example, from `directory` if given (a copy outside the repository)."""
+    if directory is not None:
+        directory.mkdir(exist_ok=True)
+        shutil.copy(ROOT / "examples" / f"{name}.py", directory / f"{name}.py")
+    return f"{(directory or ROOT / 'examples') / name}.py:{EXAMPLES[name]}"
 
 
 def _train(run, task, *extra, env=None) -> subprocess.Popen:
@@ -45,11 +49,12 @@ def _latest(run) -> int:
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_each_example_resumes_bit_identically_after_sigkill_with_the_same_command(name, tmp_path,
                                                                                   capsys):
+    task = _task(name, tmp_path / "mine")  # a file outside the repository
     straight = tmp_path / "straight"
-    argv = ["--task", _task(name), "--run-dir", str(straight), "--resume=auto", *FLAGS]
+    argv = ["--task", task, "--run-dir", str(straight), "--resume=auto", *FLAGS]
     assert run_main(train_main, argv) == 0
     run, seed = tmp_path / "killed", random.randrange(1 << 30)
-    proc = _train(run, _task(name))
+    proc = _train(run, task)
     deadline = time.monotonic() + 120
     while _latest(run) < 100:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
@@ -60,7 +65,7 @@ def test_each_example_resumes_bit_identically_after_sigkill_with_the_same_comman
     proc.communicate()
     killed_at = _latest(run)
     assert 100 <= killed_at < 600, (killed_at, seed)
-    proc = _train(run, _task(name))  # the same command continues the run
+    proc = _train(run, task)  # the same command continues the run
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert "resumed from" in (run / "train.log").read_text()
