@@ -43,8 +43,11 @@ def _run(argv, **kwargs) -> subprocess.CompletedProcess:
 
 
 def _max_abs_diff(checkpoint: str, reference: str) -> float:
+    # The task's weights (under the model's path or, for a Sequential model, the optimizer's,
+    # whichever tf.train.Checkpoint reaches first) and its optimizer's slots.
     names = [n for n, _ in tf.train.list_variables(reference)
-             if n.startswith("task/model/") and n.endswith("VARIABLE_VALUE")]
+             if n.startswith("task/") and n.endswith("VARIABLE_VALUE")
+             and np.issubdtype(np.asarray(tf.train.load_variable(reference, n)).dtype, np.floating)]
     assert names
     return max(float(np.max(np.abs(tf.train.load_variable(checkpoint, n)
                                    - tf.train.load_variable(reference, n)))) for n in names)
