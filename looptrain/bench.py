@@ -136,7 +136,7 @@ def _looptrain(config: Config, plan: Plan, epochs: int, others: dict) -> float:
     # Evaluation and checkpoints only after the measured steps: `fit` and `bare` do neither.
     run_config = config.replace({"train.max_steps": total + 1, "train.num_epochs": epochs,
                                  "train.eval_every": total + 1, "train.checkpoint_every": total + 1,
-                                 "train.patience": total + 1})
+                                 "train.patience": total + 1, "train.eval_per_epoch": False})
     display = _Interleaved(plan, others)
     with tempfile.TemporaryDirectory(prefix="looptrain-bench-") as tmp:
         train_and_evaluate(run_config, f"{tmp}/run", display=display)

@@ -66,6 +66,15 @@ class ModelConfig:
     ngram_max: int = _field(3, low=1, high=8,
                             doc="fastText: hash character n-grams of orders 2..ngram_max (1 = none)")
     ngram_buckets: int = _field(100_000, low=1, doc="fastText: rows of the hashed n-gram table")
+    char_ngram_max: int = _field(4, low=0, high=8, doc="tfidf, fasttext_ngrams: character n-grams "
+                                                       "of orders 1..N (0 = none)")
+    word_ngram_max: int = _field(0, low=0, high=4, doc="tfidf, fasttext_ngrams: word n-grams of orders "
+                                                       "1..N (0 = none; for space-separated languages)")
+    max_features: int = _field(200_000, low=1, doc="tfidf, fasttext_ngrams: n-gram vocabulary size "
+                                                   "(those in most training texts)")
+    min_df: int = _field(2, low=1, doc="tfidf, fasttext_ngrams: keep n-grams in at least N training texts")
+    bag_hidden_dim: int = _field(0, low=0, doc="tfidf: ReLU hidden units; 0 = linear (logistic "
+                                               "regression)")
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,8 @@ class TrainConfig:
     class_weights: str = _field("", pattern=(r"|balanced|(\d+\.?\d*|\.\d+)(,(\d+\.?\d*|\.\d+))*",
                                              "'', 'balanced' or one non-negative number per class"),
                                 doc="per-class loss weights: '', 'balanced' or '1,3.5,...'")
+    eval_per_epoch: bool = _field(True, doc="evaluate at least once per epoch (eval_every capped at "
+                                            "the steps per epoch: small data sets)")
 
 
 @dataclass(frozen=True)
@@ -261,6 +272,7 @@ RESUMABLE_KEYS = frozenset({
     "train.checkpoint_every", "train.log_every", "train.patience", "train.keep_checkpoints",
     "train.on_nan", "train.deterministic", "train.steps_per_loop", "train.jit_compile",
     "train.histogram_every", "train.strategy", "train.num_devices",
+    "train.eval_per_epoch",
 })
 
 

@@ -152,6 +152,10 @@ def _set_up_and_train(config, run, corpus, resume, display, signals, cluster) ->
         display.log(f"resumed from {restored or 'the start'} at step {int(step_var.numpy())} "
                     f"({_versions()})")
     else:
+        # State a model learns from the training split (an n-gram vocabulary, IDF weights): once, for
+        # a new run, before ckpt-0, in non-trainable weights; a resume restores it from the checkpoint.
+        if hasattr(model, "adapt"):
+            model.adapt(corpus.splits["train"][0], vocab=corpus.vocab)
         run.initialize(config, corpus.vocab, corpus.labels, corpus.fingerprints())
         # ckpt-0: a run interrupted before its first periodic checkpoint can still be resumed.
         checkpoints.save(0)
@@ -220,6 +224,10 @@ class _Loop:
         self.saved_step = int(trainer.step.numpy())
         self.x_train, self.y_train = corpus.splits["train"]
         self.per_epoch = steps_per_epoch(len(self.x_train), self.t.batch_size)
+        # At least one evaluation per epoch: on a small data set `eval_every` steps can be several
+        # epochs, too few evaluations for early stopping to find the best one.
+        self.eval_every = (min(self.t.eval_every, self.per_epoch) if self.t.eval_per_epoch
+                           else self.t.eval_every)
         self.total = self.t.num_epochs * self.per_epoch
         if self.t.max_steps:
             self.total = min(self.total, self.t.max_steps)
@@ -269,7 +277,7 @@ class _Loop:
                 self._show_train(step, result.scalars)
                 if step >= self.total:
                     stop_reason = "max_steps" if t.max_steps and step >= t.max_steps else "epochs"
-                if step % t.eval_every == 0 or stop_reason:
+                if step % self.eval_every == 0 or stop_reason:
                     self._evaluate(step)
                     if stop_reason is None and self.early.should_stop(step):
                         stop_reason = "early_stopping"
@@ -294,7 +302,7 @@ class _Loop:
         one compiled call runs up to an event (histograms included), never past it, so every
         cadence stays exact."""
         t = self.t
-        events = [t.log_every, t.eval_every, t.checkpoint_every] + (
+        events = [t.log_every, self.eval_every, t.checkpoint_every] + (
             [t.histogram_every] if t.histogram_every else [])
         following = min((step // every + 1) * every for every in events)
         return min(following, self.total, step + t.steps_per_loop) - step
