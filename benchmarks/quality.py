@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import baseline, realtext  # noqa: E402
+from looptrain.data.corpus import resolve_data_dir  # noqa: E402
 from looptrain.data.text import find_split_file, read_examples  # noqa: E402
 
 RECURRENT = {"textrnn", "birnn"}
@@ -126,7 +127,9 @@ def table(name: str, rows: dict, seq_length: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sets", default=",".join(realtext.DEFAULT_SETS))
+    p.add_argument("--sets", default=",".join(realtext.DEFAULT_SETS),
+                   help=f"comma-separated, from {', '.join(realtext.SOURCES)} and synthetic (the "
+                        f"embedded generated corpus)")
     p.add_argument("--data-root", default="data/real", help="where the sets are (built if missing)")
     p.add_argument("--configs", default="", help="comma-separated config files (default: all text "
                                                  "configs in configs/)")
@@ -143,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     began, summary = time.perf_counter(), {}
     for name in args.sets.split(","):
         data_dir = data_root / name
-        if not (data_dir / "train.txt").is_file():
+        if name == "synthetic":  # the embedded generated corpus, for comparison
+            data_dir = resolve_data_dir("")
+        elif not (data_dir / "train.txt").is_file():
             realtext.main(["--out", str(data_root), "--sets", name])
         seq_length = covering_length(data_dir)
         sets = [f"data.seq_length={seq_length}", *args.set]
