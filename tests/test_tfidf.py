@@ -12,7 +12,7 @@ from looptrain.export import export_run
 from looptrain.models import build_model, create_model
 from looptrain.predict import Predictor
 from looptrain.train.checkpoint import check_tracked, random_state_variables
-from looptrain.train.loop import train_and_evaluate
+from looptrain.train.loop import train_and_evaluate, use_jit
 
 WORDS = {"sport": "goal match team coach league", "money": "bank stock price market trade",
          "food": "rice soup bread cook taste"}
@@ -142,3 +142,9 @@ def test_predict_and_export_on_raw_strings_agree(tiny_config, english_dir, tmp_p
     expected = np.array([[p.probabilities[label] for label in labels] for p in predictions])
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6)
     assert [label.decode() for label in outputs["label"].numpy()] == [p.label for p in predictions]
+
+
+def test_xla_stays_off_by_default_even_with_an_accelerator(tiny_config, english_dir):
+    config = tfidf_config(tiny_config, english_dir, **{"train.jit_compile": "auto"})
+    model = create_model(config.model, vocab_size=30, num_classes=3)
+    assert not use_jit(config, model, accelerator=True)  # string ops have no XLA kernels

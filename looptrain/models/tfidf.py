@@ -66,6 +66,7 @@ class TfidfClassifier(keras.Model):
                      "bag_hidden_dim", "dropout", "l1", "l2")
     WEIGHTING = "tfidf"
     HIDDEN_ACTIVATION = "relu"
+    jit_compile_default = False  # string n-grams and tf.unique have no XLA kernels
 
     def __init__(self, *, vocab_size: int, num_classes: int, char_ngram_max: int,
                  word_ngram_max: int, max_features: int, min_df: int, bag_hidden_dim: int,
