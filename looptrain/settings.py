@@ -75,6 +75,8 @@ class LoopSettings:
     max_steps: int = setting(0, low=0, doc="stop after this many steps; 0 = no limit")
     eval_every: int = setting(100, low=1, doc="evaluate on the validation split every N steps "
                                               "(and at the end)")
+    eval_per_epoch: bool = setting(True, doc="evaluate at least once per epoch (eval_every capped at "
+                                             "the steps per epoch: small data sets)")
     checkpoint_every: int = setting(100, low=1, doc="write a checkpoint every N steps (and at the end)")
     log_every: int = setting(10, low=1, doc="write training scalars every N steps")
     patience: int = setting(1000, low=1, doc="stop after N steps without a better monitored value")
@@ -111,7 +113,8 @@ class LoopSettings:
 # Settings a resumed run may change: cadence and stopping, and how it runs. Everything else
 # (batch size, seed, monitor) decides what the run computes and is fixed for its life.
 RESUMABLE = frozenset({
-    "num_epochs", "max_steps", "eval_every", "checkpoint_every", "log_every", "patience",
+    "num_epochs", "max_steps", "eval_every", "eval_per_epoch", "checkpoint_every", "log_every",
+    "patience",
     "keep_checkpoints", "on_nan", "deterministic", "steps_per_loop", "jit_compile",
     "histogram_every", "strategy", "num_devices",
 })

@@ -230,8 +230,11 @@ class _Session:
         built_in = [NonFinite(s.on_nan, call), self.display, *hooks]
         if self.val is not None:
             dataset = self.val.eval_dataset(s.batch_size)
+            # At least one evaluation per epoch: on a small data set `eval_every` steps can be
+            # several epochs, too few evaluations for early stopping to find the best one.
+            every = min(s.eval_every, per_epoch) if s.eval_per_epoch and per_epoch else s.eval_every
             built_in.append(Evaluation(Evaluator(task, dataset.element_spec, jit_compile=jit),
-                                       dataset, s.eval_every, agreement))
+                                       dataset, every, agreement))
         built_in += [BestCopy(best, checkpoints), EarlyStopping(best, s.patience)]
         checkpointing = Checkpointing(checkpoints, s.checkpoint_every, trainable_variables(task))
         callbacks = CallbackList([*built_in, *self.user_callbacks, checkpointing])

@@ -16,8 +16,8 @@ def test_both_reference_models_are_registered():
 
 def test_unknown_model_name_is_a_config_error():
     with pytest.raises(ConfigError, match=r"'model.name' is 'bert', which is not a registered model "
-                                          r"\(registered: birnn, convnet, fasttext, mlp, multicnn, "
-                                          r"textcnn, textrnn\)"):
+                                          r"\(registered: birnn, convnet, fasttext, fasttext_ngrams, mlp, "
+                                          r"multicnn, textcnn, textrnn, tfidf\)"):
         create_model(ModelConfig(name="bert"), vocab_size=V, num_classes=C)
 
 

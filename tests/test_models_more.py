@@ -161,7 +161,8 @@ def test_model_and_data_kinds_must_match():
     with pytest.raises(ConfigError, match=r"'model.name' is 'textcnn', a model for text .* but the data "
                                           r"is arrays \(.npz files\); models for it: convnet, mlp"):
         create_model(ModelConfig(name="textcnn"), vocab_size=0, num_classes=C, data_kind="arrays")
-    with pytest.raises(ConfigError, match=r"models for it: birnn, fasttext, multicnn, textcnn, textrnn"):
+    with pytest.raises(ConfigError, match=r"models for it: birnn, fasttext, fasttext_ngrams, multicnn, "
+                                          r"textcnn, textrnn, tfidf"):
         create_model(ModelConfig(name="mlp"), vocab_size=V, num_classes=C, data_kind="text")
     convnet = create_model(ModelConfig(name="convnet"), vocab_size=0, num_classes=C, data_kind="arrays")
     with pytest.raises(ConfigError, match=r"expects examples of rank 3 \(\[height, width, channels\]\), "

@@ -93,6 +93,10 @@ class Classification(Task):
             raise ConfigError("train.precision = mixed_float16 (loss scaling) is not supported "
                               "with a distribution strategy; use mixed_bfloat16 or float32")
         self.model = self.create_model()
+        if hasattr(self.model, "adapt") and "train" in self.corpus.splits:
+            # State a model learns from the training split (an n-gram vocabulary, IDF weights),
+            # kept in non-trainable weights; a resumed or evaluated run restores it afterwards.
+            self.model.adapt(self.corpus.splits["train"][0], vocab=self.corpus.vocab)
         self.optimizer = make_optimizer(learning_rate=make_learning_rate(self),
                                         clip_norm=self.clip_norm, precision=self.precision)
         # Slots created inside the first trace would force a second trace: build them now.

@@ -1,0 +1,1 @@
+"""Benchmarks on real data: the real-text sets, the scikit-learn reference and make quality."""

@@ -1,0 +1,64 @@
+"""The same model trained by Keras `model.fit` instead of looptrain's loop, for comparison.
+
+    python benchmarks/fit_reference.py --config configs/textcnn.toml --data-dir DIR [--seed 1]
+        [--set data.seq_length=256]
+
+Same model class (from looptrain's registry), same encoded data (looptrain's loader), same batch
+size, optimizer (Adam at `train.learning_rate`) and number of epochs; `EarlyStopping` on val
+accuracy, checked once per epoch, with the patience of the config converted from steps to epochs,
+and the best epoch's weights restored. Prints one JSON line: val and test accuracy, epochs, seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+from looptrain import config as config_lib
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    config = config_lib.load_toml(args.config).replace(config_lib.parse_set(args.set))
+    if args.seed is not None:
+        config = config.replace({"train.seed": args.seed})
+
+    import keras
+
+    from looptrain.data.corpus import load_corpus
+    from looptrain.models import build_model, create_model
+
+    t = config.train
+    corpus = load_corpus(args.data_dir, seq_length=config.data.seq_length,
+                         vocab_size=config.data.vocab_size)
+    keras.utils.set_random_seed(t.seed)
+    model = create_model(config.model, vocab_size=corpus.vocab_size,
+                         num_classes=len(corpus.labels), data_kind=corpus.kind)
+    build_model(model, corpus.example_shape, corpus.dtype)
+    model.compile(optimizer=keras.optimizers.Adam(t.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    (x, y), (x_val, y_val), (x_test, y_test) = (corpus.splits[s] for s in ("train", "val", "test"))
+    per_epoch = math.ceil(len(y) / t.batch_size)
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                         patience=max(1, math.ceil(t.patience / per_epoch)),
+                                         restore_best_weights=True)
+    began = time.perf_counter()
+    history = model.fit(x, y, batch_size=t.batch_size, epochs=t.num_epochs,
+                        validation_data=(x_val, y_val), callbacks=[stop], verbose=0)
+    seconds = time.perf_counter() - began
+    _, val = model.evaluate(x_val, y_val, batch_size=t.batch_size, verbose=0)
+    _, test = model.evaluate(x_test, y_test, batch_size=t.batch_size, verbose=0)
+    print(json.dumps({"val_accuracy": float(val), "test_accuracy": float(test),
+                      "epochs": len(history.history["loss"]), "seconds": round(seconds, 1)}))
+
+
+if __name__ == "__main__":
+    main()
