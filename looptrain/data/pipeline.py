@@ -95,14 +95,13 @@ def make_train_dataset(data, *, batch_size: int, seed: int, num_epochs: int,
             _trimmed(batch, tf.gather(length_of, indices)), indices, epoch))
     else:
         dataset = dataset.flat_map(lambda batch, indices, epoch: _batches_of_chunk(
-            tf.nest.pack_sequence_as(_structure(gather), tf.nest.flatten(batch)), indices, epoch,
-            batch_size))
+            batch, indices, epoch, batch_size))
     if transform is not None:
         dataset = dataset.map(lambda batch, indices, epoch: (
             transform(batch, example_seeds(seed, epoch, indices)), indices, epoch))
     dataset = dataset.map(lambda batch, indices, epoch: batch)
     if replicas is not None:
-        structure = _structure(gather)
+        structure = dataset.element_spec  # a tuple batch arrives unpacked: put it back together
         dataset = dataset.flat_map(lambda *batch: _replica_slices(
             tf.nest.pack_sequence_as(structure, tf.nest.flatten(batch)), replicas))
     return _finish(dataset)
@@ -111,11 +110,6 @@ def make_train_dataset(data, *, batch_size: int, seed: int, num_epochs: int,
 def _parallel(parallel: bool) -> dict:
     """`map` arguments: two calls at a time, in order, for readers worth it; else one."""
     return {"num_parallel_calls": _PARALLEL_CALLS, "deterministic": True} if parallel else {}
-
-
-def _structure(gather):
-    """A structure with the shape of one batch of `gather` (for repacking unpacked tuples)."""
-    return gather.structure if hasattr(gather, "structure") else gather.arrays
 
 
 def example_seeds(seed, epoch, indices) -> tf.Tensor:

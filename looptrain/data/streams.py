@@ -53,9 +53,10 @@ class DatasetSource:
 
 
 class TFRecordSource(DatasetSource):
-    """TFRecord shards: each epoch reads the shards in an order drawn from (seed, epoch), through
-    a shuffle buffer of `shuffle_buffer` examples seeded the same way, `parse(record) -> example`
-    on each record, and batches of the run's `batch_size`.
+    """TFRecord shards: each epoch reads the shards in an order drawn from (seed, epoch); the
+    records pass a shuffle buffer of `shuffle_buffer` examples seeded by the run's seed, then
+    `parse(record) -> example` and batches of the run's `batch_size` (the stream of epochs is
+    batched as one, so a batch may hold the end of one epoch and the start of the next).
 
     Args:
         files: the shards (paths).
@@ -80,22 +81,24 @@ class TFRecordSource(DatasetSource):
     def steps_per_epoch(self, batch_size: int) -> int | None:
         return None if self.num_examples is None else -(-self.num_examples // batch_size)
 
-    def _epoch(self, epoch, batch_size: int, seed):
+    def _epoch(self, epoch, seed):
+        """The records of one epoch: its shards in the order of (seed, epoch), interleaved."""
         files = tf.constant(self.files)
         order = tf.random.experimental.index_shuffle(
             tf.range(len(self.files), dtype=tf.int64), tf.stack([seed, epoch]), len(self.files) - 1)
-        records = tf.data.Dataset.from_tensor_slices(tf.gather(files, order)).interleave(
+        return tf.data.Dataset.from_tensor_slices(tf.gather(files, order)).interleave(
             tf.data.TFRecordDataset, cycle_length=self.cycle_length, block_length=1)
-        if self.shuffle_buffer:
-            records = records.shuffle(self.shuffle_buffer, seed=seed * 1_000_003 + epoch)
-        return records.map(self.parse).batch(batch_size)
 
     def train_dataset(self, *, batch_size: int, seed: int, num_epochs: int, start_step: int = 0,
                       replicas=None) -> tf.data.Dataset:
-        seed = tf.constant(seed, tf.int64)
         epochs = num_epochs if self.num_examples is not None else 1_000_000
-        dataset = tf.data.Dataset.range(epochs).flat_map(
-            lambda epoch: self._epoch(epoch, batch_size, seed))
+        seed_tensor = tf.constant(seed, tf.int64)
+        records = tf.data.Dataset.range(epochs).flat_map(lambda e: self._epoch(e, seed_tensor))
+        if self.shuffle_buffer:
+            # One buffer over the whole stream, its seed a Python number: an iterator over it can
+            # be checkpointed (a per-epoch seed tensor makes the shuffle unserialisable).
+            records = records.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+        dataset = records.map(self.parse).batch(batch_size)
         return dataset.skip(start_step) if start_step else dataset
 
     def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
