@@ -250,3 +250,35 @@ def test_npy_data_dirs_are_memory_mapped_through_the_command_line(tmp_path, caps
     with pytest.raises(DataError, match="val_x.npy: dtype float64; memory-mapped examples must be "
                                         "stored as float32"):
         load_corpus(data, seq_length=1, vocab_size=2)
+
+
+@pytest.mark.slow
+def test_a_memory_mapped_run_killed_by_sigkill_resumes_bit_identically(tmp_path):
+    import signal
+    import time
+
+    x, y = _clusters()
+    data = tmp_path / "arrays"
+    data.mkdir()
+    for split in ("train", "val", "test"):
+        np.save(data / f"{split}_x.npy", x)
+        np.save(data / f"{split}_y.npy", y)
+    flags = ["--config", str(ROOT / "configs" / "mlp.toml"), "--data-dir", str(data),
+             "--max-steps", "400", "--epochs", "40", "--checkpoint-every", "20", "--eval-every",
+             "200", "--set", "model.hidden_dim=16", "--resume=auto"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def train(run):
+        return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), "--run-dir",
+                                 str(run), *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    assert train(tmp_path / "straight").wait(timeout=300) == 0
+    proc, run = train(tmp_path / "killed"), tmp_path / "killed"
+    while not list((run / "checkpoints").glob("ckpt-100.index")):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert train(run).wait(timeout=300) == 0
+    assert_same_variables(_final(run), _final(tmp_path / "straight"))
