@@ -42,7 +42,7 @@ from looptrain.config import Config
 from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_train_dataset, steps_per_epoch
 from looptrain.tasks.classification import make_optimizer
-from looptrain.training import use_jit
+from looptrain.task import use_jit
 
 VARIANTS = ("looptrain", "fit_default", "fit_matched", "bare", "pipeline")
 

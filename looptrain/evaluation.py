@@ -11,7 +11,7 @@ from looptrain.engine.evaluation import Evaluator
 from looptrain.engine.rundir import RunDir
 from looptrain.errors import RunDirError
 from looptrain.task import check_built
-from looptrain.training import identity_of, use_jit
+from looptrain.task import identity_of, use_jit
 
 
 def evaluate(task, *, data, run_dir: str | Path, checkpoint: str = "best", batch_size: int = 64,

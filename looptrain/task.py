@@ -8,11 +8,16 @@ hyper-parameters: they are recorded (`hparams`), saved with the run and frozen o
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import keras
 import tensorflow as tf
+
+from looptrain.errors import TaskError
 
 
 class Task(tf.Module):
@@ -141,8 +146,6 @@ def task_variables_untracked(task) -> dict[str, Any]:
     the weights of layers held where tracking does not look. The loop checkpoints them explicitly,
     each keyed by the path of the innermost layer that holds it and its name (stable from one
     process to the next, unlike Keras' global `seed_generator_<n>` names)."""
-    import keras
-
     view = tf.train.TrackableView(task)
     reachable = {id(obj) for obj in view.descendants()}
     owners: dict[int, tuple[str, Any]] = {}
@@ -174,10 +177,6 @@ def check_built(task) -> None:
     `model.build(shape)` on a subclassed model without a `build` method builds none of its
     layers), so a resumed or evaluated run would go on from fresh random weights.
     """
-    import keras
-
-    from looptrain.errors import TaskError
-
     view = tf.train.TrackableView(task)
     for obj in view.descendants():
         if isinstance(obj, keras.layers.Layer) and not obj.built:
@@ -185,3 +184,60 @@ def check_built(task) -> None:
                             f"({type(obj).__name__}) unbuilt: call each model once on an example "
                             f"batch there (e.g. self.model(tf.zeros([1, ...]))) so every weight "
                             f"exists before a checkpoint is restored")
+
+
+def identity_of(task) -> str:
+    """The digest of `task.identity()` that every checkpoint of its runs records."""
+    return hashlib.sha256(json.dumps(task.identity(), sort_keys=True, ensure_ascii=False,
+                                     default=repr).encode()).hexdigest()
+
+
+def use_jit(setting: str, task, *, accelerator: bool | None = None) -> bool:
+    """Resolves `jit_compile`. "auto" compiles with XLA only on a GPU/TPU host, unless the task
+    opts out (`supports_jit = False`): on CPU-only hosts XLA is slower (`make bench`), as Keras'
+    own "auto" also assumes."""
+    if setting != "auto":
+        return setting == "on"
+    if accelerator is None:
+        accelerator = any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
+    return accelerator and getattr(task, "supports_jit", True)
+
+
+def build_optimizers(task) -> None:
+    """Builds a task's unbuilt Keras optimizer under the strategy's scope (its slots cannot be
+    created inside the traced step there). With one optimizer, for all the task's trainable
+    weights; several must be built by the task's `build()`, which knows what each updates."""
+    unbuilt = [name for name, value in vars(task).items()
+               if isinstance(value, keras.optimizers.Optimizer) and not value.built]
+    optimizers = [v for v in vars(task).values() if isinstance(v, keras.optimizers.Optimizer)]
+    if not unbuilt:
+        return
+    if len(optimizers) > 1:
+        raise TaskError(f"under a tf.distribute strategy {type(task).__name__}.build() must build its "
+                        f"optimizers (self.{unbuilt[0]}.build(variables)): looptrain cannot tell "
+                        f"which weights each of several optimizers updates")
+    optimizers[0].build(trainable_variables(task))
+
+
+def learning_rates(task) -> dict[str, Callable[[], tf.Tensor]]:
+    """The learning rate of each Keras optimizer the task holds (read at log steps): one is
+    `learning_rate`, several are `learning_rate/<attribute>`."""
+    found = {name: value for name, value in vars(task).items()
+             if isinstance(value, keras.optimizers.Optimizer)}
+    if len(found) == 1:
+        (optimizer,) = found.values()
+        return {"learning_rate": lambda: optimizer.learning_rate}
+    return {f"learning_rate/{name}": (lambda o=optimizer: o.learning_rate)
+            for name, optimizer in found.items()}
+
+
+def trainable_variables(task) -> list:
+    """The trainable variables of every Keras layer the task holds, each once, in model order."""
+    seen, out = set(), []
+    for obj in tf.train.TrackableView(task).descendants():
+        if isinstance(obj, keras.layers.Layer):
+            for variable in obj.trainable_variables:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    out.append(variable)
+    return out

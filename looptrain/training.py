@@ -11,9 +11,9 @@ task is built and its step traced, so a broken task never leaves a half-made run
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,7 +25,6 @@ from looptrain import __version__, settings as settings_lib
 from looptrain.callbacks import (Best, BestCopy, Checkpointing, Display, EarlyStopping,
                                  Evaluation, Histograms, NonFinite, Scalars)
 from looptrain.callbacks.best import infer_mode
-from looptrain.callbacks.histograms import trainable_variables
 from looptrain.data.sources import as_source
 from looptrain.engine import distribute
 from looptrain.engine.call import TrainCall
@@ -36,8 +35,9 @@ from looptrain.engine.evaluation import Evaluator
 from looptrain.engine.rundir import RunDir
 from looptrain.engine.signals import StopSignals
 from looptrain.engine.summaries import SummaryWriter, drop_events_after
-from looptrain.errors import ConfigError, RunDirError, TaskError
-from looptrain.task import check_built
+from looptrain.errors import ConfigError, RunDirError
+from looptrain.task import (build_optimizers, check_built, identity_of, learning_rates,
+                            trainable_variables, use_jit)
 
 
 @dataclass(frozen=True)
@@ -127,51 +127,6 @@ def _resume_mode(resume: bool | str, run: RunDir) -> bool:
     return resume
 
 
-def identity_of(task) -> str:
-    """The digest of `task.identity()` that every checkpoint of its runs records."""
-    return hashlib.sha256(json.dumps(task.identity(), sort_keys=True, ensure_ascii=False,
-                                     default=repr).encode()).hexdigest()
-
-
-def use_jit(setting: str, task, *, accelerator: bool | None = None) -> bool:
-    """Resolves `jit_compile`. "auto" compiles with XLA only on a GPU/TPU host, unless the task
-    opts out (`supports_jit = False`): on CPU-only hosts XLA is slower (`make bench`), as Keras'
-    own "auto" also assumes."""
-    if setting != "auto":
-        return setting == "on"
-    if accelerator is None:
-        accelerator = any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
-    return accelerator and getattr(task, "supports_jit", True)
-
-
-def _build_optimizers(task) -> None:
-    """Builds a task's unbuilt Keras optimizer under the strategy's scope (its slots cannot be
-    created inside the traced step there). With one optimizer, for all the task's trainable
-    weights; several must be built by the task's `build()`, which knows what each updates."""
-    unbuilt = [name for name, value in vars(task).items()
-               if isinstance(value, keras.optimizers.Optimizer) and not value.built]
-    optimizers = [v for v in vars(task).values() if isinstance(v, keras.optimizers.Optimizer)]
-    if not unbuilt:
-        return
-    if len(optimizers) > 1:
-        raise TaskError(f"under a tf.distribute strategy {type(task).__name__}.build() must build its "
-                        f"optimizers (self.{unbuilt[0]}.build(variables)): looptrain cannot tell "
-                        f"which weights each of several optimizers updates")
-    optimizers[0].build(trainable_variables(task))
-
-
-def learning_rates(task) -> dict[str, Callable[[], tf.Tensor]]:
-    """The learning rate of each Keras optimizer the task holds (read at log steps): one is
-    `learning_rate`, several are `learning_rate/<attribute>`."""
-    found = {name: value for name, value in vars(task).items()
-             if isinstance(value, keras.optimizers.Optimizer)}
-    if len(found) == 1:
-        (optimizer,) = found.values()
-        return {"learning_rate": lambda: optimizer.learning_rate}
-    return {f"learning_rate/{name}": (lambda o=optimizer: o.learning_rate)
-            for name, optimizer in found.items()}
-
-
 @dataclass
 class _Session:
     """One `fit` between the run-directory checks and the result."""
@@ -199,7 +154,7 @@ class _Session:
         with self._scope():
             task.build()
             if self.strategy:
-                _build_optimizers(task)
+                build_optimizers(task)
         check_built(task)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         per_epoch = self.train.steps_per_epoch(s.batch_size)
@@ -237,6 +192,8 @@ class _Session:
                                        dataset, every, agreement))
         built_in += [BestCopy(best, checkpoints), EarlyStopping(best, s.patience)]
         checkpointing = Checkpointing(checkpoints, s.checkpoint_every, trainable_variables(task))
+        if kept is not None:
+            built_in.append(_IteratorBytes(kept))
         callbacks = CallbackList([*built_in, *self.user_callbacks, checkpointing])
         record = self._record(identity, monitor, mode)
         if self.resume:
@@ -338,6 +295,23 @@ class _Session:
             self.display.log(f"removed {dropped} TensorBoard events of steps after the checkpoint "
                              f"(they are being run again)")
         self.display.log(f"resumed from {restored or 'the start'} at step {step} ({_versions()})")
+
+
+class _IteratorBytes(Callback):
+    """Says once, in the log, how many bytes of the checkpoint are the dataset iterator's state
+    (a shuffle buffer is kept whole): the price of exact resume for a sequential source."""
+
+    def __init__(self, iterator):
+        self.iterator, self.done = iterator, False
+
+    def on_call_end(self, loop, result) -> None:
+        if self.done:
+            return
+        self.done = True
+        with tempfile.TemporaryDirectory() as tmp:
+            tf.train.Checkpoint(iterator=self.iterator).write(f"{tmp}/iterator")
+            size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+        loop.log(f"the data iterator's state takes {size:,} bytes of each checkpoint (its buffers)")
 
 
 def _changed(run: RunDir, key: str, saved, given) -> str:

@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The encoded-text cache of this session's runs (and of the processes they start), not the user's.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ["LOOPTRAIN_CACHE"] = tempfile.mkdtemp(prefix="looptrain-test-cache-")
+atexit.register(shutil.rmtree, os.environ["LOOPTRAIN_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

@@ -212,7 +212,7 @@ def test_mixed_precision_computes_in_half_and_keeps_float32_variables(tiny_confi
 def test_auto_xla_is_on_where_it_compiles_and_helps():
     from looptrain.config import Config
     from looptrain.data.corpus import Corpus
-    from looptrain.training import use_jit
+    from looptrain.task import use_jit
 
     def resolved(overrides, kind="text", accelerator=True):
         config = Config().replace(overrides)

@@ -12,7 +12,7 @@ from looptrain.app.predict import Predictor
 from looptrain.config import ModelConfig
 from looptrain.data.text import encode_texts, read_examples
 from looptrain.models import build_model, create_model
-from looptrain.training import use_jit
+from looptrain.task import use_jit
 
 WORDS = {"sport": "goal match team coach league", "money": "bank stock price market trade",
          "food": "rice soup bread cook taste"}

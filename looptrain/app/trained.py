@@ -18,7 +18,7 @@ from looptrain.data.corpus import Corpus
 from looptrain.engine.checkpoint import find_checkpoint, restore_for_evaluation
 from looptrain.errors import RunDirError
 from looptrain.run import RunDir
-from looptrain.training import identity_of
+from looptrain.task import identity_of
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,11 @@ and switching histograms on would change what training does.
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from looptrain.engine.call import InCallHook
 from looptrain.engine.callback import Callback, Periodic
-
-
-def trainable_variables(task) -> list:
-    """The trainable variables of every Keras layer the task holds, each once, in model order."""
-    seen, out = set(), []
-    for obj in tf.train.TrackableView(task).descendants():
-        if isinstance(obj, keras.layers.Layer):
-            for variable in obj.trainable_variables:
-                if id(variable) not in seen:
-                    seen.add(id(variable))
-                    out.append(variable)
-    return out
+from looptrain.task import trainable_variables
 
 
 class Histograms(Callback, InCallHook):

@@ -7,7 +7,8 @@ position-from-step pipeline (`pipeline`); the command line's formats below them 
 
 import importlib
 
-_SOURCES = ("ArraySource", "DatasetSource", "FunctionSource", "DataPosition", "as_source")
+_SOURCES = ("ArraySource", "DatasetSource", "FileSource", "FunctionSource", "IndexedSource",
+            "RecordSource", "TFRecordSource", "DataPosition", "as_source")
 
 
 def __getattr__(name: str):

@@ -1,11 +1,14 @@
-"""Array data: `.npz` files of numbers (tabular rows, images) with integer class labels.
+"""Array data: `.npz` or `.npy` files of numbers (tabular rows, images) with integer class labels.
 
-A data directory of arrays holds `train.npz`, `val.npz` and `test.npz`, each with
+A data directory of arrays holds either `train.npz`, `val.npz` and `test.npz`, each with
 - `x`: the examples, any numeric dtype, shape `[n, ...]` (the same per-example shape in every split);
   they are used as float32 exactly as stored, so scale them first (the generated images are in [0, 1]);
 - `y`: the labels, integer class ids `0..C-1`, shape `[n]`;
 - optionally, in `train.npz` only, `labels`: `C` class names (strings); without it the class names
   are the ids themselves ("0", "1", ...).
+or, for data larger than memory, `.npy` files per split: `train_x.npy` (float32; memory-mapped,
+read from disk a chunk of batches at a time) and `train_y.npy`, the same for `val` and `test`, and
+optionally `labels.npy` (class names).
 The number of classes is `len(labels)` when given, else `max(train y) + 1`. A val/test label outside
 it is an error naming the file and the example. Files are read with `allow_pickle=False`.
 """
@@ -27,8 +30,12 @@ Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def is_array_dir(data_dir: str | Path) -> bool:
-    """True when `data_dir` holds `train.npz` (array data) rather than text files."""
-    return (Path(data_dir) / "train.npz").is_file()
+    """True when `data_dir` holds `train.npz` or `train_x.npy` (array data) rather than text."""
+    return (Path(data_dir) / "train.npz").is_file() or _is_npy_dir(data_dir)
+
+
+def _is_npy_dir(data_dir: str | Path) -> bool:
+    return (Path(data_dir) / "train_x.npy").is_file()
 
 
 def load_arrays(data_dir: str | Path, *, labels: list[str] | None = None,
@@ -48,13 +55,14 @@ def load_arrays(data_dir: str | Path, *, labels: list[str] | None = None,
             range, naming the file (and the example).
     """
     data_dir = Path(data_dir)
-    arrays = {name: _read(data_dir / f"{name}.npz") for name in splits}
+    read, suffix = (_read_npy, "_x.npy") if _is_npy_dir(data_dir) else (_read, ".npz")
+    arrays = {name: read(data_dir / f"{name}{suffix}") for name in splits}
     if labels is None:
-        train = arrays["train"] if "train" in arrays else _read(data_dir / "train.npz")
-        labels = _class_names(data_dir / "train.npz", train)
+        train = arrays["train"] if "train" in arrays else read(data_dir / f"train{suffix}")
+        labels = _class_names(data_dir / f"train{suffix}", train)
     out, shape = {}, None
     for name, (x, y, _) in arrays.items():
-        path = data_dir / f"{name}.npz"
+        path = data_dir / f"{name}{suffix}"
         if shape is not None and x.shape[1:] != shape[1]:
             raise DataError(f"{path}: examples have shape {list(x.shape[1:])}, but those of "
                             f"{shape[0]} have {list(shape[1])}; every split needs the same shape")
@@ -81,6 +89,34 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     return _check_x(path, x), _check_y(path, y, len(x)), names
+
+
+def _read_npy(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """`(x memory-mapped float32, y int32, class names or None)` of one split's `.npy` files."""
+    split = path.name.removesuffix("_x.npy")
+    y_path, names_path = path.with_name(f"{split}_y.npy"), path.with_name("labels.npy")
+    for needed in (path, y_path):
+        if not needed.is_file():
+            raise DataError(f"{path.parent}: no {needed.name}; .npy array data needs "
+                            f"<split>_x.npy and <split>_y.npy for train, val and test")
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+        y = np.load(y_path, allow_pickle=False)
+        names = np.load(names_path, allow_pickle=False) if names_path.is_file() else None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path.parent}: not readable .npy files ({exc})") from None
+    if x.dtype != np.float32:
+        raise DataError(f"{path}: dtype {x.dtype}; memory-mapped examples must be stored as float32 "
+                        f"(np.save(path, x.astype(np.float32)))")
+    if x.ndim < 2 or len(x) == 0 or 0 in x.shape[1:]:
+        raise DataError(f"{path}: shape {list(x.shape)}; expected [examples, features...] with at "
+                        f"least one example and one feature")
+    for start in range(0, len(x), 1 << 16):  # NaN check a block at a time: bounded memory
+        block = np.asarray(x[start:start + (1 << 16)])
+        bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(f"{path}: x[{start + int(np.argmax(bad))}] holds NaN or infinity")
+    return x, _check_y(y_path, y, len(x)), names
 
 
 def _check_x(path: Path, x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from looptrain.data import arrays, images, synthetic, text
+from looptrain.data import arrays, images, synthetic, text, text_cache
 from looptrain.errors import DataError
 
 # Where the embedded default corpus is generated when no data directory is given (relative to the
@@ -37,6 +37,10 @@ class Corpus:
     # dtype, which the splits give otherwise.
     shape: tuple[int, ...] | None = None
     element_dtype: str | None = None
+    # Text from the cache: each split's text lengths (for length bucketing) and its cache key (what
+    # determines its content: the file's bytes and the encoding).
+    lengths: dict[str, np.ndarray] | None = None
+    keys: dict[str, str] | None = None
 
     @property
     def kind(self) -> str:
@@ -68,8 +72,17 @@ class Corpus:
         """
         out = {}
         for name, (x, y) in self.splits.items():
-            digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
-            digest.update(np.ascontiguousarray(y).tobytes())
+            if self.keys and name in self.keys:
+                out[name] = {"num_examples": int(len(y)), "sha256": self.keys[name]}
+                continue
+            digest = hashlib.sha256()
+            for array in (x, y):
+                if isinstance(array, np.memmap):  # on disk: its file, not a read of all of it
+                    stat = Path(array.filename).stat()
+                    digest.update(f"{array.filename}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+                    continue
+                for start in range(0, len(array), 1 << 16):  # bounded memory
+                    digest.update(np.ascontiguousarray(array[start:start + (1 << 16)]).tobytes())
             out[name] = {"num_examples": int(len(y)), "sha256": digest.hexdigest()}
         return out
 
@@ -111,21 +124,24 @@ def load_corpus(data_dir: str | Path, *, seq_length: int, vocab_size: int,
     if labels is not None and vocab is None:
         raise DataError(f"{data_dir} holds text data but this run has no vocab.txt (it was trained "
                         f"on array data, or the file was deleted); use the run's own --data-dir")
-    examples = {name: text.read_examples(text.find_split_file(data_dir, name)) for name in splits}
+    files = {name: text.find_split_file(data_dir, name) for name in splits}
+    digests = {name: text_cache.file_digest(path) for name, path in files.items()}
     if vocab is None or labels is None:
-        train = examples["train"] if "train" in examples else text.read_examples(
-            text.find_split_file(data_dir, "train"))
-        vocab = vocab if vocab is not None else text.build_vocab(train.texts, vocab_size)
-        labels = labels if labels is not None else text.build_labels(train.labels)
+        train = files["train"] if "train" in files else text.find_split_file(data_dir, "train")
+        digest = digests.get("train") or text_cache.file_digest(train)
+        built_vocab, built_labels = text_cache.vocabulary(train, digest, vocab_size)
+        vocab = vocab if vocab is not None else built_vocab
+        labels = labels if labels is not None else built_labels
         if len(labels) < 2:
-            raise DataError(f"{train.path}: every example has the label '{labels[0]}'; a classifier "
+            raise DataError(f"{train}: every example has the label '{labels[0]}'; a classifier "
                             f"needs at least two labels in the training split")
         if len(labels) > arrays.MAX_CLASSES:
-            raise DataError(f"{train.path}: {len(labels):,} distinct labels; at most "
+            raise DataError(f"{train}: {len(labels):,} distinct labels; at most "
                             f"{arrays.MAX_CLASSES:,} classes are supported (is the label column "
                             f"really the first, before the tab?)")
-    encoded = {
-        name: (text.encode_texts(ex.texts, vocab, seq_length), text.encode_labels(ex, labels))
-        for name, ex in examples.items()
-    }
-    return Corpus(vocab=vocab, labels=labels, splits=encoded)
+    encoded, lengths, keys = {}, {}, {}
+    for name, path in files.items():
+        x, y, lengths[name], keys[name] = text_cache.encoded_split(
+            path, digests[name], vocab, labels, seq_length)
+        encoded[name] = (x, y)
+    return Corpus(vocab=vocab, labels=labels, splits=encoded, lengths=lengths, keys=keys)

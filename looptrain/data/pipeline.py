@@ -18,9 +18,12 @@ epochs, while its background thread finished sleeping.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
+
+from looptrain.data.gather import TensorGather
 
 _PARALLEL_CALLS = 2  # bucketed batches gathered concurrently
 _CHUNK_BATCHES = 64  # batches gathered at once (see `_chunked_batches`)
@@ -32,14 +35,17 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-def make_train_dataset(arrays, *, batch_size: int, seed: int, num_epochs: int,
+def make_train_dataset(data, *, batch_size: int, seed: int, num_epochs: int,
                        start_step: int = 0, lengths: np.ndarray | None = None,
-                       bucket_window: int = 0, replicas=None) -> tf.data.Dataset:
-    """Shuffled batches of `arrays` for `num_epochs` epochs, starting at global step `start_step`.
+                       bucket_window: int = 0, replicas=None,
+                       transform: Callable | None = None) -> tf.data.Dataset:
+    """Shuffled batches of `data` for `num_epochs` epochs, starting at global step `start_step`.
 
     Args:
-        arrays: one array or a tuple/dict (any `tf.nest` structure) of arrays with the same
-            number of examples along their first axis, e.g. `(x, y)`; batches have its structure.
+        data: one array or a tuple/dict (any `tf.nest` structure) of arrays with the same
+            number of examples along their first axis, e.g. `(x, y)` (held in memory as
+            tensors); or a reader of examples by index (`gather`: memory-mapped arrays,
+            ArrayRecord files, one file per example). Batches have its structure.
         batch_size: examples per batch; the last batch of each epoch holds the remainder.
         seed: shuffling seed; epoch `e` uses the permutation of `(seed, e)`.
         num_epochs: total epochs of the run (not the epochs left).
@@ -52,69 +58,95 @@ def make_train_dataset(arrays, *, batch_size: int, seed: int, num_epochs: int,
             becomes `replicas.local` elements `(batch_slice, batch_size_of_the_global_batch)`,
             the slices of replicas `first, first + 1, ...` of a cut into `replicas.total` nearly
             equal parts (a partial last batch too; a replica may get an empty slice).
+        transform: `transform(batch, seeds) -> batch`, random augmentation kept exact: `seeds`
+            is int64 `[batch, 2]`, one seed per example, a function of (seed, epoch, example
+            index), for stateless random ops (`tf.image.stateless_random_crop`, ...).
 
     Returns:
         A dataset of batches whose element spec has an unknown batch dimension (and an unknown
         length when bucketing), so a step function traced on it is traced once for full and
         partial batches alike.
     """
-    n = _num_examples(arrays)
-    start_epoch, start_batch = divmod(start_step, steps_per_epoch(n, batch_size))
-    tensors = tf.nest.map_structure(tf.constant, arrays)
+    gather = data if callable(data) and hasattr(data, "num_examples") else TensorGather(data)
+    n = gather.num_examples
+    per_epoch = steps_per_epoch(n, batch_size)
+    start_epoch, start_batch = divmod(start_step, per_epoch)
     seed = tf.constant(seed, tf.int64)
+    length_of = tf.constant(lengths) if bucket_window else None
 
-    def epoch_indices(epoch):
+    def epoch_plan(epoch):
         # Positions already consumed in the epoch we resume in are skipped arithmetically (O(1)).
         first = tf.where(epoch == start_epoch, tf.constant(start_batch, tf.int64), 0)
-        permutation = tf.random.experimental.index_shuffle(
-            tf.range(n, dtype=tf.int64), tf.stack([seed, epoch]), n - 1)
-        if bucket_window:  # the indices of each batch, gathered below
-            return _bucketed_batches(permutation, length_of, batch_size, bucket_window,
-                                     tf.stack([seed, -1 - epoch]), first)  # a seed no epoch uses
-        return _chunked_batches(tensors, permutation, batch_size, first)
+        if bucket_window:  # the indices of each batch
+            permutation = tf.random.experimental.index_shuffle(
+                tf.range(n, dtype=tf.int64), tf.stack([seed, epoch]), n - 1)
+            batches = _bucketed_batches(permutation, length_of, batch_size, bucket_window,
+                                        tf.stack([seed, -1 - epoch]), first)  # a seed no epoch uses
+        else:  # the indices of `_CHUNK_BATCHES` batches at a time
+            batches = tf.data.Dataset.range(first, per_epoch, _CHUNK_BATCHES).map(
+                lambda b: _chunk_indices(b, n, batch_size, seed, epoch))
+        return batches.map(lambda indices: (indices, epoch))
 
-    length_of = tf.constant(lengths) if bucket_window else None
-    dataset = tf.data.Dataset.range(start_epoch, num_epochs).flat_map(epoch_indices)
+    dataset = tf.data.Dataset.range(start_epoch, num_epochs).flat_map(epoch_plan)
+    parallel = _parallel(gather.host or bucket_window)
+    dataset = dataset.map(lambda indices, epoch: (gather(indices), indices, epoch), **parallel)
     if bucket_window:
-        dataset = dataset.map(lambda i: _gather_trimmed(tensors, length_of, i),
-                              num_parallel_calls=_PARALLEL_CALLS, deterministic=True)
+        dataset = dataset.map(lambda batch, indices, epoch: (
+            _trimmed(batch, tf.gather(length_of, indices)), indices, epoch))
+    else:
+        dataset = dataset.flat_map(lambda batch, indices, epoch: _batches_of_chunk(
+            batch, indices, epoch, batch_size))
+    if transform is not None:
+        dataset = dataset.map(lambda batch, indices, epoch: (
+            transform(batch, example_seeds(seed, epoch, indices)), indices, epoch))
+    dataset = dataset.map(lambda batch, indices, epoch: batch)
     if replicas is not None:
+        structure = dataset.element_spec  # a tuple batch arrives unpacked: put it back together
         dataset = dataset.flat_map(lambda *batch: _replica_slices(
-            tf.nest.pack_sequence_as(arrays, tf.nest.flatten(batch)), replicas))
+            tf.nest.pack_sequence_as(structure, tf.nest.flatten(batch)), replicas))
     return _finish(dataset)
 
 
-def _num_examples(arrays) -> int:
-    counts = {len(a) for a in tf.nest.flatten(arrays)}
-    if len(counts) != 1:
-        raise ValueError(f"the arrays hold different numbers of examples: {sorted(counts)}")
-    return counts.pop()
+def _parallel(parallel: bool) -> dict:
+    """`map` arguments: two calls at a time, in order, for readers worth it; else one."""
+    return {"num_parallel_calls": _PARALLEL_CALLS, "deterministic": True} if parallel else {}
 
 
-def _chunked_batches(tensors, permutation, batch_size, first):
-    """The epoch's batches `first, first + 1, ...` in permutation order, `_CHUNK_BATCHES` gathered
-    at a time.
+def example_seeds(seed, epoch, indices) -> tf.Tensor:
+    """One stateless-op seed `[2]` per example, a function of (seed, epoch, example index): the same
+    augmentation of an example in its epoch, whether the run was resumed or not."""
+    first = tf.fill(tf.shape(indices), seed * 1_000_003 + epoch)
+    return tf.stack([first, tf.cast(indices, tf.int64)], axis=1)
 
-    One gather per chunk, then every batch is a slice of it: a per-batch gather (or a per-example
-    batch) costs each batch a pass through more dataset stages, about twice the pipeline's time.
-    The partial last batch of the epoch, if any, comes last, on its own.
-    """
-    n = tf.size(permutation, out_type=tf.int64)
-    full = n // batch_size  # whole batches in the epoch
 
-    def chunk(start):
-        rows = permutation[start * batch_size:tf.minimum(start + _CHUNK_BATCHES, full) * batch_size]
+def _chunk_indices(first_batch, n, batch_size, seed, epoch):
+    """The example indices of batches `first_batch ...` (at most `_CHUNK_BATCHES` of them): their
+    positions in the epoch's permutation of `(seed, epoch)`, computed per position (O(chunk), the
+    whole permutation never materialised)."""
+    start = first_batch * batch_size
+    end = tf.minimum((first_batch + _CHUNK_BATCHES) * batch_size, n)
+    return tf.random.experimental.index_shuffle(
+        tf.range(start, end, dtype=tf.int64), tf.stack([seed, epoch]), n - 1)
 
-        def gather(t):
-            g = tf.gather(t, rows)
-            return tf.reshape(g, tf.concat([[-1, batch_size], tf.shape(g)[1:]], axis=0))
 
-        return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(gather, tensors))
+def _batches_of_chunk(rows, indices, epoch, batch_size):
+    """The batches of one gathered chunk: its whole batches as slices of one reshape (a per-batch
+    gather costs each batch a pass through more dataset stages, about twice the pipeline's time),
+    then the epoch's partial last batch, if it is in this chunk."""
+    size = tf.shape(indices, out_type=tf.int64)[0]
+    full = size // batch_size
 
-    whole = tf.data.Dataset.range(first, full, _CHUNK_BATCHES).flat_map(chunk)
-    rest = tf.data.Dataset.range(tf.maximum(first, full), (n + batch_size - 1) // batch_size).map(
-        lambda b: _gather(tensors, permutation[b * batch_size:]))
-    return whole.concatenate(rest)
+    def whole(t):
+        t = t[:full * batch_size]
+        return tf.reshape(t, tf.concat([[-1, batch_size], tf.shape(t)[1:]], axis=0))
+
+    epochs = tf.fill([full], epoch)
+    batches = tf.data.Dataset.from_tensor_slices(
+        (tf.nest.map_structure(whole, rows), whole(indices), epochs))
+    tail = tf.data.Dataset.from_tensors(
+        (tf.nest.map_structure(lambda t: t[full * batch_size:], rows), indices[full * batch_size:],
+         epoch)).take(tf.cast(size > full * batch_size, tf.int64))
+    return batches.concatenate(tail)
 
 
 def _replica_slices(batch, replicas):
@@ -152,37 +184,35 @@ def _bucketed_batches(permutation, lengths, batch_size, window, seed, first):
         lambda b: ordered[batch_order[b] * batch_size:(batch_order[b] + 1) * batch_size])
 
 
-def _gather(tensors, indices):
-    return tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors)
-
-
-def _gather_trimmed(tensors, lengths, indices):
-    """A batch whose first array is cut after its longest text (at least one position, for
+def _trimmed(batch, lengths):
+    """`batch` with its first array cut after its longest text (at least one position, for
     all-padding texts)."""
-    longest = tf.maximum(tf.reduce_max(tf.gather(lengths, indices)), 1)
-    leaves = tf.nest.flatten(_gather(tensors, indices))
-    return tf.nest.pack_sequence_as(tensors, [leaves[0][:, :longest], *leaves[1:]])
+    longest = tf.maximum(tf.reduce_max(lengths), 1)
+    leaves = tf.nest.flatten(batch)
+    return tf.nest.pack_sequence_as(batch, [leaves[0][:, :longest], *leaves[1:]])
 
 
-def make_eval_dataset(arrays, *, batch_size: int,
+def make_eval_dataset(data, *, batch_size: int,
                       lengths: np.ndarray | None = None) -> tf.data.Dataset:
-    """All examples of `arrays` (a structure as in `make_train_dataset`), batched, cached after
-    the first pass and prefetched.
+    """All examples of `data` (as in `make_train_dataset`), batched and prefetched; cached after
+    the first pass when held in memory.
 
     In file order; with `lengths`, sorted by text length and the first array of each batch
     trimmed to its longest text (for models whose cost grows with the length, such as RNNs:
     metrics do not depend on order).
     """
-    n = _num_examples(arrays)
+    gather = data if callable(data) and hasattr(data, "num_examples") else TensorGather(data)
+    n = gather.num_examples
     order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(n)
-    tensors = tf.nest.map_structure(tf.constant, arrays)
     dataset = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).batch(batch_size)
+    parallel = _parallel(gather.host)
     if lengths is not None:
         length_of = tf.constant(lengths)
-        dataset = dataset.map(lambda i: _gather_trimmed(tensors, length_of, i))
+        dataset = dataset.map(lambda i: _trimmed(gather(i), tf.gather(length_of, i)), **parallel)
     else:
-        dataset = dataset.map(lambda i: _gather(tensors, i))
-    return _finish(dataset.cache())
+        dataset = dataset.map(gather, **parallel)
+    # A split held in memory is cached after its first pass; one on disk is read again.
+    return _finish(dataset if gather.host else dataset.cache())
 
 
 def _finish(dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -1,14 +1,16 @@
 """Data sources: what `lt.fit(train=..., val=...)` accepts, and what each guarantees on resume.
 
-- `ArraySource` (numpy arrays, memory-mapped ones too; one array or a tuple/dict of them): the
-  stream is a pure function of (seed, step) (`pipeline`), so a resumed run continues at exactly
-  the next batch, mid-epoch, under every strategy; the checkpoint holds two integers.
-- `DatasetSource` (a `tf.data.Dataset` that yields batches, as Keras `fit` takes it): on one device
-  the iterator's state goes into the checkpoint (exact, for as many bytes as its buffers hold);
-  under a strategy, where iterators cannot be checkpointed, a resumed run skips the batches
-  already read (exact when the dataset is deterministic, at the cost of reading them again).
-- `FunctionSource` (a function from the start step to a dataset of batches from that step on):
-  the function decides; exact when it is pure.
+Random access (`IndexedSource`): the stream is a pure function of (seed, step) (`pipeline`), so a
+resumed run continues at exactly the next batch, mid-epoch, under every strategy, and the
+checkpoint holds two integers:
+- `ArraySource`: numpy arrays, one or a tuple/dict of them; in memory, or memory-mapped from
+  `.npy` files and read from disk a chunk of batches at a time (larger than memory);
+- `RecordSource`: ArrayRecord files, records parsed in the graph;
+- `FileSource`: one file per example (e.g. images), decoded in the graph.
+Each takes a `transform(batch, seeds)` for augmentation that stays exact.
+
+Sequential (`streams`: `DatasetSource`, `TFRecordSource`, `FunctionSource`): the iterator in the
+checkpoint on one device, a skip to the position under a strategy.
 
 `as_source` turns what the user passed into one of these.
 """
@@ -16,13 +18,18 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+import os
 
 import numpy as np
 import tensorflow as tf
 
 from looptrain.data import pipeline
+from looptrain.data.gather import FileGather, NumpyGather, RecordGather, TensorGather
+from looptrain.data.streams import DatasetSource, FunctionSource, TFRecordSource
 from looptrain.errors import ConfigError, DataError, RunDirError
+
+__all__ = ["ArraySource", "DataPosition", "DatasetSource", "FileSource", "FunctionSource",
+           "IndexedSource", "RecordSource", "TFRecordSource", "as_source"]
 
 
 class DataPosition(tf.Module):
@@ -52,36 +59,27 @@ class DataPosition(tf.Module):
                 f"data now has {self.steps_per_epoch} batches per epoch: the training data changed")
 
 
-class ArraySource:
-    """Arrays batched by looptrain: exact resume at any step under any strategy.
+class IndexedSource:
+    """Examples read by index (`gather`), batched by looptrain: exact resume at any step under any
+    strategy, the data position two integers in the checkpoint.
 
     Args:
-        arrays: one array or a tuple/dict of arrays with the same first dimension.
+        gather: the reader of examples by index (`data.gather`).
         lengths, bucket_window: length bucketing for padded text (see `pipeline`).
+        transform: `transform(batch, seeds) -> batch`: training-time augmentation that stays
+            exact, `seeds` one per example from (seed, epoch, example index) for stateless
+            random ops (see `pipeline.make_train_dataset`).
     """
 
     positional = True
     sized = True  # distributed elements carry the global batch size
 
-    def __init__(self, arrays, *, lengths: np.ndarray | None = None, bucket_window: int = 0):
-        leaves = tf.nest.flatten(arrays)
-        if not leaves or any(not hasattr(a, "shape") or not a.shape for a in leaves):
-            raise DataError("array data must be numpy arrays with a first (example) axis")
-        counts = {len(a) for a in leaves}
-        if len(counts) != 1:
-            raise DataError(f"the arrays hold different numbers of examples: {sorted(counts)}")
-        self.num_examples = counts.pop()
+    def __init__(self, gather, *, lengths: np.ndarray | None = None, bucket_window: int = 0,
+                 transform=None):
+        self.gather, self.num_examples = gather, gather.num_examples
         if not self.num_examples:
-            raise DataError("the array data holds no examples")
-        self.arrays, self.lengths, self.bucket_window = arrays, lengths, bucket_window
-        self._tensors = None
-
-    @property
-    def tensors(self):
-        """The arrays as tensors, converted once (a dataset per start step shares them)."""
-        if self._tensors is None:
-            self._tensors = tf.nest.map_structure(tf.convert_to_tensor, self.arrays)
-        return self._tensors
+            raise DataError("the data holds no examples")
+        self.lengths, self.bucket_window, self.transform = lengths, bucket_window, transform
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return pipeline.steps_per_epoch(self.num_examples, batch_size)
@@ -92,90 +90,95 @@ class ArraySource:
     def train_dataset(self, *, batch_size: int, seed: int, num_epochs: int, start_step: int = 0,
                       replicas=None) -> tf.data.Dataset:
         return pipeline.make_train_dataset(
-            self.tensors, batch_size=batch_size, seed=seed, num_epochs=num_epochs,
+            self.gather, batch_size=batch_size, seed=seed, num_epochs=num_epochs,
             start_step=start_step, lengths=self.lengths, bucket_window=self.bucket_window,
-            replicas=replicas)
+            replicas=replicas, transform=self.transform)
 
     def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
         return pipeline.make_eval_dataset(
-            self.tensors, batch_size=batch_size,
-            lengths=self.lengths if self.bucket_window else None)
+            self.gather, batch_size=batch_size, lengths=self.lengths if self.bucket_window else None)
 
     def first_batch(self, batch_size: int):
         """The first `batch_size` examples in file order (the histogram probe's fixed batch)."""
+        return self.gather(tf.range(min(batch_size, self.num_examples), dtype=tf.int64))
+
+    def fingerprint(self) -> dict:
+        return {"num_examples": self.num_examples}
+
+
+class ArraySource(IndexedSource):
+    """Numpy arrays (one, or a tuple/dict of them with the same first dimension). Arrays in
+    memory become tensors once; memory-mapped ones (`np.load(path, mmap_mode="r")`, larger than
+    memory) stay on disk and are read a chunk of batches at a time."""
+
+    def __init__(self, arrays, *, lengths: np.ndarray | None = None, bucket_window: int = 0,
+                 transform=None):
+        leaves = tf.nest.flatten(arrays)
+        if not leaves or any(not hasattr(a, "shape") or not a.shape for a in leaves):
+            raise DataError("array data must be numpy arrays with a first (example) axis")
+        counts = {len(a) for a in leaves}
+        if len(counts) != 1:
+            raise DataError(f"the arrays hold different numbers of examples: {sorted(counts)}")
+        self.arrays = arrays
+        on_disk = any(isinstance(a, np.memmap) for a in leaves)
+        super().__init__(NumpyGather(arrays) if on_disk else TensorGather(arrays), lengths=lengths,
+                         bucket_window=bucket_window, transform=transform)
+
+    def first_batch(self, batch_size: int):
         return tf.nest.map_structure(lambda a: tf.convert_to_tensor(a[:batch_size]), self.arrays)
 
     def fingerprint(self) -> dict:
-        """Example count and a SHA-256 of the arrays: a resume on other data is refused."""
-        digest = hashlib.sha256()
+        """Example count and a SHA-256 of in-memory arrays, or the files (name, size, modification
+        time) of memory-mapped ones (hashing those would read them all at every start)."""
+        digest, files = hashlib.sha256(), []
         for leaf in tf.nest.flatten(self.arrays):
-            array = np.asarray(leaf)
-            digest.update(f"{array.dtype}{array.shape}".encode())
-            for start in range(0, len(array), 65536):  # bounded memory for memory-mapped arrays
-                digest.update(np.ascontiguousarray(array[start:start + 65536]).tobytes())
-        return {"num_examples": self.num_examples, "sha256": digest.hexdigest()}
+            digest.update(f"{leaf.dtype}{leaf.shape}".encode())
+            if isinstance(leaf, np.memmap):
+                stat = os.stat(leaf.filename)
+                files.append([str(leaf.filename), stat.st_size, stat.st_mtime_ns])
+                continue
+            for start in range(0, len(leaf), 65536):
+                digest.update(np.ascontiguousarray(leaf[start:start + 65536]).tobytes())
+        return {"num_examples": self.num_examples, "sha256": digest.hexdigest(),
+                **({"files": files} if files else {})}
 
 
-class DatasetSource:
-    """A `tf.data.Dataset` of batches, taken as it is (an epoch is one pass over it)."""
+class RecordSource(IndexedSource):
+    """ArrayRecord files (`array_record` package; what TensorFlow Datasets writes): records read by
+    index, `parse(records) -> batch` turning a `tf.string [k]` batch of records into examples."""
 
-    positional = False
-    sized = False
-
-    def __init__(self, dataset: tf.data.Dataset):
-        self.dataset = dataset
-        cardinality = int(dataset.cardinality())
-        self.num_batches = cardinality if cardinality >= 0 else None
-
-    def steps_per_epoch(self, batch_size: int) -> int | None:
-        return self.num_batches
-
-    def train_dataset(self, *, batch_size: int, seed: int, num_epochs: int, start_step: int = 0,
-                      replicas=None) -> tf.data.Dataset:
-        dataset = self.dataset.repeat(num_epochs) if self.num_batches is not None else self.dataset
-        return dataset.skip(start_step) if start_step else dataset
-
-    def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
-        return self.dataset
-
-    def first_batch(self, batch_size: int):
-        return next(iter(self.dataset))
+    def __init__(self, paths, parse, *, transform=None):
+        self.paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+        missing = [p for p in self.paths if not os.path.isfile(p)]
+        if missing:
+            raise DataError(f"no ArrayRecord file {missing[0]}")
+        super().__init__(RecordGather(self.paths, parse), transform=transform)
 
     def fingerprint(self) -> dict:
-        return {"num_batches": self.num_batches}
+        return {"num_examples": self.num_examples, "files": _file_stamps(self.paths)}
 
 
-class FunctionSource:
-    """`fn(start_step)` returns a dataset of the batches from `start_step` on."""
+class FileSource(IndexedSource):
+    """One file per example: `decode(contents) -> example` (e.g. `tf.io.decode_png`), with
+    optional `labels` beside them (batches are then `(examples, labels)`)."""
 
-    positional = True
-    sized = False
-
-    def __init__(self, fn: Callable[[int], tf.data.Dataset], *, steps_per_epoch: int | None = None):
-        self.fn, self._steps_per_epoch = fn, steps_per_epoch
-
-    def steps_per_epoch(self, batch_size: int) -> int | None:
-        return self._steps_per_epoch
-
-    def position(self, batch_size: int):
-        return None
-
-    def train_dataset(self, *, batch_size: int, seed: int, num_epochs: int, start_step: int = 0,
-                      replicas=None) -> tf.data.Dataset:
-        dataset = self.fn(start_step)
-        if not isinstance(dataset, tf.data.Dataset):
-            raise ConfigError(f"the train data function returned {type(dataset).__name__}; it must "
-                              f"return a tf.data.Dataset of batches")
-        return dataset
-
-    def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
-        return self.fn(0)
-
-    def first_batch(self, batch_size: int):
-        return next(iter(self.fn(0)))
+    def __init__(self, paths, decode, *, labels=None, transform=None):
+        self.paths = [os.fspath(p) for p in paths]
+        if labels is not None and len(labels) != len(self.paths):
+            raise DataError(f"{len(self.paths)} files but {len(labels)} labels")
+        super().__init__(FileGather(self.paths, decode, labels), transform=transform)
 
     def fingerprint(self) -> dict:
-        return {}
+        return {"num_examples": self.num_examples, "files": _file_stamps(self.paths)}
+
+
+def _file_stamps(paths) -> str:
+    """A digest of the files' names, sizes and modification times."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def as_source(data, *, what: str = "train"):
@@ -187,7 +190,7 @@ def as_source(data, *, what: str = "train"):
     """
     if data is None:
         return None
-    if isinstance(data, (ArraySource, DatasetSource, FunctionSource)) or hasattr(data, "train_dataset"):
+    if hasattr(data, "train_dataset"):
         return data
     if isinstance(data, tf.data.Dataset):
         return DatasetSource(data)

@@ -24,7 +24,7 @@ from looptrain.errors import DataError
 
 PAD = "<PAD>"
 SPLITS = ("train", "val", "test")
-_MAX_CODEPOINT = 0x110000
+MAX_CODEPOINT = 0x110000
 _CHUNK = 4096  # texts encoded per vectorised pass
 
 
@@ -68,7 +68,7 @@ def read_examples(path: str | Path) -> Examples:
     lines = split_lines(_read_regular(path))
     labels, texts = [], []
     for number, line in enumerate(lines, start=1):
-        label, text = _parse_line(path, number, line)
+        label, text = parse_line(path, number, line)
         labels.append(label)
         texts.append(text)
     if not labels:
@@ -98,7 +98,7 @@ def _read_regular(path: Path) -> bytes:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _parse_line(path: Path, number: int, line: bytes) -> tuple[str, str]:
+def parse_line(path: Path, number: int, line: bytes) -> tuple[str, str]:
     where = f"{path}:{number}"
     try:
         decoded = line.decode("utf-8")
@@ -118,12 +118,17 @@ def _parse_line(path: Path, number: int, line: bytes) -> tuple[str, str]:
     return label.strip(), text
 
 
-def build_vocab(texts: list[str], vocab_size: int) -> list[str]:
-    """Returns `[PAD] + the vocab_size - 1 most frequent characters`, ties broken by code point."""
-    counts = np.zeros(_MAX_CODEPOINT, dtype=np.int64)
+def codepoint_counts(texts: list[str]) -> np.ndarray:
+    """How often each code point occurs in `texts` (int64 `[MAX_CODEPOINT]`), a chunk at a time."""
+    counts = np.zeros(MAX_CODEPOINT, dtype=np.int64)
     for start in range(0, len(texts), _CHUNK):
         counts += np.bincount(_codepoints("".join(texts[start:start + _CHUNK])),
-                              minlength=_MAX_CODEPOINT)
+                              minlength=MAX_CODEPOINT)
+    return counts
+
+
+def vocab_from_counts(counts: np.ndarray, vocab_size: int) -> list[str]:
+    """`[PAD] + the vocab_size - 1 most frequent characters`, ties broken by code point."""
     present = np.flatnonzero(counts)
     # Sort by descending count, then ascending code point: deterministic for equal counts.
     order = np.lexsort((present, -counts[present]))
@@ -131,9 +136,21 @@ def build_vocab(texts: list[str], vocab_size: int) -> list[str]:
     return [PAD] + [chr(c) for c in chosen]
 
 
+def build_vocab(texts: list[str], vocab_size: int) -> list[str]:
+    """Returns `[PAD] + the vocab_size - 1 most frequent characters`, ties broken by code point."""
+    return vocab_from_counts(codepoint_counts(texts), vocab_size)
+
+
 def build_labels(labels: list[str]) -> list[str]:
     """The sorted distinct labels of the training split (never a hard-coded list)."""
     return sorted(set(labels))
+
+
+def lookup_table(vocab: list[str]) -> np.ndarray:
+    """Code point -> id (`-1` for characters outside the vocabulary)."""
+    lookup = np.full(MAX_CODEPOINT, -1, dtype=np.int32)
+    lookup[[ord(ch) for ch in vocab[1:]]] = np.arange(1, len(vocab), dtype=np.int32)
+    return lookup
 
 
 def encode_texts(texts: list[str], vocab: list[str], seq_length: int) -> np.ndarray:
@@ -142,12 +159,16 @@ def encode_texts(texts: list[str], vocab: list[str], seq_length: int) -> np.ndar
     Vectorised: one table lookup over all code points of a chunk of texts, no Python loop per
     character; chunking keeps memory bounded for large corpora.
     """
-    lookup = np.full(_MAX_CODEPOINT, -1, dtype=np.int32)
-    lookup[[ord(ch) for ch in vocab[1:]]] = np.arange(1, len(vocab), dtype=np.int32)
     out = np.zeros((len(texts), seq_length), dtype=np.int32)
+    encode_into(texts, lookup_table(vocab), out)
+    return out
+
+
+def encode_into(texts: list[str], lookup: np.ndarray, out: np.ndarray) -> None:
+    """Encodes `texts` into the rows of `out` (zeros first), a chunk of texts at a time."""
+    out[...] = 0
     for start in range(0, len(texts), _CHUNK):
         _encode_chunk(texts[start:start + _CHUNK], lookup, out[start:start + _CHUNK])
-    return out
 
 
 def _encode_chunk(texts: list[str], lookup: np.ndarray, out: np.ndarray) -> None:
@@ -171,13 +192,23 @@ def encode_labels(examples: Examples, labels: list[str]) -> np.ndarray:
         DataError: a label that the training split does not have, naming file and line.
     """
     index = {label: i for i, label in enumerate(labels)}
-    out = np.empty(len(examples.labels), dtype=np.int32)
-    for number, label in enumerate(examples.labels, start=1):
+    return label_ids(examples.path, 1, examples.labels, index, labels)
+
+
+def label_ids(path: Path, first_line: int, names: list[str], index: dict[str, int],
+              labels: list[str]) -> np.ndarray:
+    """The ids of `names` (lines `first_line`, `first_line + 1`, ... of `path`) in `index`.
+
+    Raises:
+        DataError: a label that the training split does not have, naming file and line.
+    """
+    out = np.empty(len(names), dtype=np.int32)
+    for offset, label in enumerate(names):
         if label not in index:
             raise DataError(
-                f"{examples.path}:{number}: label '{label}' does not occur in the training split "
+                f"{path}:{first_line + offset}: label '{label}' does not occur in the training split "
                 f"(known: {', '.join(labels)})")
-        out[number - 1] = index[label]
+        out[offset] = index[label]
     return out
 
 

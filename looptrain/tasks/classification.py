@@ -179,7 +179,10 @@ class Classification(Task):
         if split not in self.corpus.splits:
             return None
         x, y = self.corpus.splits[split]
-        lengths = text_lengths(x) if self.bucket_window else None
+        lengths = None
+        if self.bucket_window:  # cached with the encoded text, or measured here
+            cached = self.corpus.lengths or {}
+            lengths = cached[split] if split in cached else text_lengths(x)
         return ArraySource((x, y), lengths=lengths, bucket_window=self.bucket_window)
 
     def train_data(self):
