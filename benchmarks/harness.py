@@ -39,6 +39,7 @@ import tensorflow as tf
 import looptrain as lt
 from looptrain.app.experiment import loop_settings, make_classifier
 from looptrain.config import Config
+from looptrain.engine import determinism
 from looptrain.data.corpus import load_corpus, resolve_data_dir
 from looptrain.data.pipeline import make_train_dataset, steps_per_epoch
 from looptrain.tasks.classification import make_optimizer
@@ -126,7 +127,7 @@ def bench_workload(config: Config, plan: Plan, *, user_task: bool = False) -> di
     # Everything then runs in looptrain's determinism state (train.deterministic, on by default),
     # which cannot be switched off once on.
     if config.train.deterministic:
-        tf.config.experimental.enable_op_determinism()
+        determinism.enable()  # as lt.fit does: the pipeline reads as it does under looptrain
     others = {"fit_default": fit_default,
               "fit_matched": _Fit(make_task().model, config, dataset(), matched=True, jit=jit,
                                   metrics=metrics),

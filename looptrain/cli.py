@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from looptrain import config as config_lib  # noqa: E402
 from looptrain.errors import Stopped, UserError  # noqa: E402
+from looptrain.quiet import import_tensorflow  # noqa: E402
 from looptrain.run import RunDir  # noqa: E402
 
 # Script flag -> config key. Flags sit between the config file and --set in precedence.
@@ -132,7 +133,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     config = resolve_train_config(args, resume)
     if not resume:
         RunDir(args.run_dir).check_new()  # in a second, not after TensorFlow's start-up
-    from looptrain.app.experiment import train_and_evaluate  # imports TensorFlow: after the checks
+    import_tensorflow()  # after the checks, which need no TensorFlow and answer at once
+    from looptrain.app.experiment import train_and_evaluate
 
     result = train_and_evaluate(config, args.run_dir, resume=resume)
     print(f"run {args.run_dir}: step {result.step}, best {result.monitor} {result.best_value:.4f} at "
@@ -152,6 +154,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
+    import_tensorflow()
     from rich.console import Console
 
     from looptrain.app import evaluation
@@ -197,6 +200,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         raise UserError("give texts as arguments or with --file, not both")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    import_tensorflow()
     from looptrain.app import predict
 
     if args.texts:
@@ -232,6 +236,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 def export_main(argv: Sequence[str] | None = None) -> int:
     args = export_parser().parse_args(argv)
+    import_tensorflow()
     from looptrain.app.export import export_run
 
     out = export_run(args.run_dir, args.out, checkpoint=args.checkpoint)

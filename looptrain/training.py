@@ -26,7 +26,7 @@ from looptrain.callbacks import (Best, BestCopy, Checkpointing, Display, EarlySt
                                  Evaluation, Histograms, NonFinite, Scalars)
 from looptrain.callbacks.best import infer_mode
 from looptrain.data.sources import as_source
-from looptrain.engine import distribute
+from looptrain.engine import determinism, distribute
 from looptrain.engine.call import TrainCall
 from looptrain.engine.callback import Callback, CallbackList
 from looptrain.engine.checkpoint import Checkpoints
@@ -149,7 +149,7 @@ class _Session:
         s, task = self.settings, self.task
         monitor, mode = self._monitor()
         if s.deterministic:
-            tf.config.experimental.enable_op_determinism()
+            determinism.enable()
         keras.utils.set_random_seed(s.seed)
         with self._scope():
             task.build()

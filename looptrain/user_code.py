@@ -55,6 +55,9 @@ def import_attr(path: str, what: str):
 
 def _import_module(name: str):
     """A module by dotted name (the current directory first on the path) or by file path."""
+    from looptrain.quiet import import_tensorflow
+
+    import_tensorflow()  # the user's module imports it, most likely: without its start-up lines
     if name.endswith(".py") or "/" in name:
         file = Path(name).resolve()
         if not file.is_file():

@@ -110,3 +110,11 @@ def test_evaluate_prints_test_metrics_and_errors_on_missing_runs(corpus_dir, tmp
     assert "is not a looptrain run directory" in capsys.readouterr().err
     assert run_main(evaluate_main, ["--run-dir", str(run), "--checkpoint", str(run / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_run_prints_no_tensorflow_start_up_lines(corpus_dir, tmp_path):
+    done = _script("train.py", *_tiny_args(corpus_dir, tmp_path / "run", "--max-steps", "5",
+                                           "--eval-every", "5"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    for noise in ("absl::InitializeLog", "oneDNN", "node_def_util", "cpu_feature_guard"):
+        assert noise not in done.stderr + done.stdout, noise

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from looptrain.data.gather import TensorGather
+from looptrain.engine import determinism
 
 _PARALLEL_CALLS = 2  # bucketed batches gathered concurrently
 _CHUNK_BATCHES = 64  # batches gathered at once (see `_chunked_batches`)
@@ -108,8 +109,14 @@ def make_train_dataset(data, *, batch_size: int, seed: int, num_epochs: int,
 
 
 def _parallel(parallel: bool) -> dict:
-    """`map` arguments: two calls at a time, in order, for readers worth it; else one."""
-    return {"num_parallel_calls": _PARALLEL_CALLS, "deterministic": True} if parallel else {}
+    """`map` arguments: two calls at a time, in order, for readers worth it; else one.
+
+    Under op determinism tf.data runs such a map one call at a time anyway (and its rewrite
+    prints an error line about an attribute, at every start): then it asks for one call.
+    """
+    if not parallel or determinism.enabled():
+        return {}
+    return {"num_parallel_calls": _PARALLEL_CALLS, "deterministic": True}
 
 
 def example_seeds(seed, epoch, indices) -> tf.Tensor:
