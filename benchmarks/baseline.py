@@ -75,6 +75,17 @@ def run_baseline(data_dir: str | Path, *, variants=VARIANTS, c_grid=None,
     return best, results
 
 
+def predicted_test_labels(data_dir: str | Path, variant: str, c: float) -> list[str]:
+    """The test labels predicted by one (variant, C), fit on train as in `run_baseline`."""
+    from sklearn.linear_model import LogisticRegression
+
+    ex = {s: read_examples(find_split_file(data_dir, s)) for s in ("train", "test")}
+    features = make_features(variant)
+    model = LogisticRegression(C=c, max_iter=3000).fit(features.fit_transform(ex["train"].texts),
+                                                       ex["train"].labels)
+    return [str(label) for label in model.predict(features.transform(ex["test"].texts))]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", required=True, help="directory with train/val/test label<TAB>text")

@@ -1,14 +1,20 @@
-"""Throughput benchmark: `python benchmarks/bench.py [--workloads textcnn,mlp,task] [--quick]
-[--set k=v]`.
+"""Throughput benchmark: `python benchmarks/bench.py [--workloads textcnn,mlp,task] [--rounds N]
+[--quick] [--set k=v] [--compare k=v --repeats N]`.
 
-Prints a table and, as the last line, one JSON object `{"workloads": {name: {...}}}`. See
-`benchmarks/harness.py` for what is measured and how.
+Every variant of every workload (`harness.VARIANTS`: looptrain, Keras `fit` default and matched,
+the bare compiled loop, the input pipeline alone) runs in a process of its own, the variants
+alternated over `--rounds` rounds (`rounds.py`); the ratios are taken between the runs of a round
+and reported as their median with their range. Prints a table and, as the last line, one JSON
+object `{"workloads": {name: {...}}}`. `--compare train.ema_decay=0.999` measures what a setting
+costs: each round runs looptrain without it, with it, and the bare loop; the cost is reported
+from looptrain's examples/s and from its ratio to the bare loop of the same round.
 """
 
 import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import sys
@@ -16,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # harness.py beside this file
+sys.path.insert(0, str(ROOT / "benchmarks"))  # harness.py, rounds.py beside this file
 
 from looptrain import config as config_lib  # noqa: E402
 
@@ -31,15 +37,20 @@ WORKLOADS = {
     "task": ("configs/mlp.toml", {"train.batch_size": 32, "train.log_every": 100}, (1000, 3000, 5)),
 }
 QUICK = (10, 10, 2)  # a smoke run (the test suite's), not a measurement
+VARIANTS = ("looptrain", "fit_default", "fit_matched", "bare", "pipeline")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated names")
-    parser.add_argument("--quick", action="store_true", help="tiny widths and few steps (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="tiny widths, few steps, one round")
+    parser.add_argument("--rounds", type=int, default=5, help="alternated rounds of processes")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key in every workload (e.g. train.jit_compile=off)")
-    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compare", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="also run each workload with this override and report its cost")
+    parser.add_argument("--repeats", type=int, default=3, help="--compare: rounds")
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # a child process
     args = parser.parse_args(argv)
     names = args.workloads.split(",")
     if names == ["data"]:  # opt-in: data beyond memory (writes ~6 GB to a temporary directory)
@@ -52,42 +63,84 @@ def main(argv=None) -> int:
     for name in names:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)}, or data alone)")
-    if not args.in_process:
-        # One process per workload: TensorFlow's process-wide state (op determinism, which decides
-        # `fit`'s default XLA; thread pools; the first workload's iterators) must not carry over.
-        results = {name: _run_child(name, args) for name in names}
-        from harness import report
-
-        report(results)
-        print(json.dumps({"workloads": results}))
+    if args.variant:
+        print(json.dumps(_child(names[0], args.variant, args)))
         return 0
-    from harness import Plan, bench_workload, make_vectors
+    if args.compare:
+        results = {name: _compare(name, args) for name in names}
+        print(json.dumps({"compare": args.compare, "workloads": results}))
+        return 0
+    from rounds import alternate, report, summarise
 
+    rounds = 1 if args.quick else args.rounds
     results = {}
-    vectors = Path(tempfile.mkdtemp(prefix="looptrain-bench-vectors-"))
     for name in names:
-        path, overrides, plan = WORKLOADS[name]
-        config = config_lib.load_toml(ROOT / path).replace(overrides)
+        runs = alternate(lambda variant: _run_child(name, variant, args), list(VARIANTS), rounds)
+        results[name] = summarise(runs)
+        print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+    report(results, rounds)
+    print(json.dumps({"rounds": rounds, "workloads": results}))
+    return 0
+
+
+def _child(name: str, variant: str, args) -> dict:
+    """One variant of one workload in this process."""
+    from looptrain.quiet import import_tensorflow
+
+    import_tensorflow()  # without its C++ start-up lines: 30 of them a round drowned the table
+    from harness import Plan, bench_variant, make_vectors
+
+    path, overrides, plan = WORKLOADS[name]
+    config = config_lib.load_toml(ROOT / path).replace(overrides)
+    vectors = Path(tempfile.mkdtemp(prefix="looptrain-bench-vectors-"))
+    try:
         if name in ("mlp", "task"):
             config = config.replace({"data.data_dir": str(make_vectors(vectors))})
         if args.quick:
             config, plan = config.replace(_quick_overrides(name)), QUICK
         config = config.replace(config_lib.parse_set(args.set), source="--set")
-        results[name] = bench_workload(config, Plan(*plan), user_task=name == "task")
-    shutil.rmtree(vectors, ignore_errors=True)
-    print(json.dumps({"workloads": results}))
-    return 0
+        return bench_variant(config, Plan(*plan), variant, user_task=name == "task")
+    finally:
+        shutil.rmtree(vectors, ignore_errors=True)
 
 
-def _run_child(name: str, args) -> dict:
-    """Runs one workload in a fresh process; returns its results (its last output line)."""
-    command = [sys.executable, __file__, "--in-process", "--workloads", name]
+def _compare(name: str, args) -> dict:
+    """Rounds of looptrain without and with `args.compare` and the bare loop; prints and returns
+    the figures (each run's ratio to the bare loop of its round)."""
+    runs = {"without": [], "with": []}
+    for _ in range(1 if args.quick else args.repeats):
+        without = _run_child(name, "looptrain", args)
+        with_ = _run_child(name, "looptrain", args, extra=args.compare)
+        bare = _run_child(name, "bare", args)["ex_s"]
+        runs["without"].append((without["ex_s"], without["ex_s"] / bare))
+        runs["with"].append((with_["ex_s"], with_["ex_s"] / bare))
+    out = {variant: {"looptrain_ex_s": [s for s, _ in pairs], "vs_bare": [round(r, 3) for _, r in pairs]}
+           for variant, pairs in runs.items()}
+    median = statistics.median
+    out["cost_ex_s"] = round(1 - median(out["with"]["looptrain_ex_s"])
+                             / median(out["without"]["looptrain_ex_s"]), 3)
+    out["cost_vs_bare"] = round(1 - median(out["with"]["vs_bare"])
+                                / median(out["without"]["vs_bare"]), 3)
+    for variant in ("without", "with"):
+        speeds, ratios = out[variant]["looptrain_ex_s"], out[variant]["vs_bare"]
+        print(f"{name} {variant:>7} {' '.join(args.compare)}: looptrain examples/s "
+              f"{median(speeds):,.0f} (runs {', '.join(f'{x:,.0f}' for x in speeds)}), "
+              f"vs bare {median(ratios):.3f} (runs {', '.join(map(str, ratios))})")
+    print(f"{name} cost: {out['cost_ex_s']:.1%} of examples/s, {out['cost_vs_bare']:.1%} of the "
+          f"ratio to the bare loop")
+    return out
+
+
+def _run_child(name: str, variant: str, args, extra=()) -> dict:
+    """Runs one variant of one workload in a fresh process; returns its figures (last line)."""
+    command = [sys.executable, __file__, "--variant", variant, "--workloads", name]
     command += ["--quick"] if args.quick else []
-    command += [f"--set={item}" for item in args.set]
+    command += [f"--set={item}" for item in [*args.set, *extra]]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if done.returncode:
-        raise SystemExit(f"bench.py: workload {name} failed (exit status {done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])["workloads"][name]
+        raise SystemExit(f"bench.py: {variant} of workload {name} failed (exit status "
+                         f"{done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _quick_overrides(name: str) -> dict:

@@ -114,6 +114,7 @@ def train_on_vectors(directory: str, num_examples: int, steps: int) -> dict:
         display = lt.callbacks.Display(Console(file=open(os.devnull, "w")))
         lt.fit(MLPTask(), train=source, run_dir=f"{tmp}/run", batch_size=32, max_steps=steps,
                num_epochs=epochs, log_every=100, checkpoint_every=steps, monitor="train/loss",
+               patience=steps,  # random vectors: the loss plateaus, and the run must not stop
                display=display, callbacks=[Clock()])
     (first, began), (last, ended) = marks[0], marks[-1]
     return {"examples": num_examples, "gigabytes": round(x.nbytes / 1e9, 2),

@@ -1,12 +1,15 @@
 """The same model trained by Keras `model.fit` instead of looptrain's loop, for comparison.
 
     python benchmarks/fit_reference.py --config configs/textcnn.toml --data-dir DIR [--seed 1]
-        [--set data.seq_length=256]
+        [--set data.seq_length=256] [--steps N --save PATH]
 
 Same model class (from looptrain's registry), same encoded data (looptrain's loader), same batch
 size, optimizer (Adam at `train.learning_rate`) and number of epochs; `EarlyStopping` on val
 accuracy, checked once per epoch, with the patience of the config converted from steps to epochs,
 and the best epoch's weights restored. Prints one JSON line: val and test accuracy, epochs, seconds.
+
+`--steps N` is a short job instead (what `benchmarks/startup.py` times against `scripts/train.py
+--max-steps N`): N steps of `fit`, a validation pass, the weights saved to `--save`.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from looptrain import config as config_lib
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", default="", help="default: the config's data (the embedded corpus)")
     p.add_argument("--seed", type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--steps", type=int, help="a short job: N steps, a validation pass, --save")
+    p.add_argument("--save", help="--steps: where the weights go (a .weights.h5 file)")
     args = p.parse_args(argv)
     config = config_lib.load_toml(args.config).replace(config_lib.parse_set(args.set))
     if args.seed is not None:
@@ -32,11 +37,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import keras
 
-    from looptrain.data.corpus import load_corpus
+    from looptrain.data.corpus import load_corpus, resolve_data_dir
     from looptrain.models import build_model, create_model
 
     t = config.train
-    corpus = load_corpus(args.data_dir, seq_length=config.data.seq_length,
+    data_dir = resolve_data_dir(args.data_dir or config.data.data_dir, config.data.embedded)
+    corpus = load_corpus(data_dir, seq_length=config.data.seq_length,
                          vocab_size=config.data.vocab_size)
     keras.utils.set_random_seed(t.seed)
     model = create_model(config.model, vocab_size=corpus.vocab_size,
@@ -46,6 +52,14 @@ def main(argv: list[str] | None = None) -> None:
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     (x, y), (x_val, y_val), (x_test, y_test) = (corpus.splits[s] for s in ("train", "val", "test"))
+    if args.steps:
+        began = time.perf_counter()
+        model.fit(x, y, batch_size=t.batch_size, epochs=1, steps_per_epoch=args.steps, verbose=0)
+        _, val = model.evaluate(x_val, y_val, batch_size=t.batch_size, verbose=0)
+        if args.save:
+            model.save_weights(args.save)
+        print(json.dumps({"val_accuracy": float(val), "seconds": round(time.perf_counter() - began, 1)}))
+        return
     per_epoch = math.ceil(len(y) / t.batch_size)
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                          patience=max(1, math.ceil(t.patience / per_epoch)),

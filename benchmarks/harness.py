@@ -1,13 +1,13 @@
 """`make bench`: training throughput of looptrain against `model.fit` and a bare compiled loop.
 
-For each workload, in ONE process, on the same model class, data, batch size and seed:
+For each workload, on the same model class, data, batch size and seed, each variant in a process of
+its own (`bench_variant`; `bench.py` alternates the processes and reports ratios between neighbours):
 
 - `looptrain`: training as users run it (`lt.fit`: metrics, TensorBoard summaries, the divergence
   guard, the progress display's per-call updates), timed between its own call boundaries.
 - `fit_default`: `model.compile(...)` + `model.fit` with Keras' defaults, as a `fit` user gets them:
   XLA "auto", which Keras resolves in `compile()` to on where the model supports it (CPU hosts
-  included) unless op determinism is on, so this model is compiled before looptrain's
-  determinism is switched on.
+  included) unless op determinism is on, which its process never switches on.
 - `fit_matched`: `model.fit` with looptrain's XLA choice and `steps_per_execution` = the steps
   looptrain runs per compiled call.
 - `bare`: the practical limit: the same step (the task's objective and update) with the same steps
@@ -17,8 +17,8 @@ For each workload, in ONE process, on the same model class, data, batch size and
 
 Workloads: the built-in classifier on a config (`textcnn`, `mlp`), and a user's task written with
 the public API only (`task`: `MLPTask` below, a plain GradientTape step). Each figure is the median
-of several timed windows after a warm-up (tracing and XLA compilation happen in the warm-up), the
-variants' windows interleaved (see `bench_workload`). Examples/s counts `batch_size` per step.
+of several timed windows after a warm-up (tracing and XLA compilation happen in the warm-up).
+Examples/s counts `batch_size` per step.
 Only public names of looptrain are used here.
 """
 
@@ -92,15 +92,17 @@ def steps_per_call(config: Config) -> int:
     return min(config.train.steps_per_loop, config.train.log_every)
 
 
-def bench_workload(config: Config, plan: Plan, *, user_task: bool = False) -> dict[str, float]:
-    """Examples/second of every variant on `config`'s data (and model, or `MLPTask`), plus peak
-    RSS (MB).
+def bench_variant(config: Config, plan: Plan, variant: str, *, user_task: bool = False) -> dict:
+    """Examples/second of ONE variant on `config`'s data (and model, or `MLPTask`): the median of
+    `plan.repeats` timed windows after `plan.warmup` steps, each window's figure, and the peak RSS
+    (MB) of the process.
 
-    The variants' windows are interleaved: each time looptrain's training reaches a window boundary
-    (between two of its compiled calls), every other variant runs one window of its own. Load on
-    the machine then changes all variants alike, and the ratios hold even where the absolute speeds
-    drift by 20 % (a 2-core VM).
+    One variant per process (`bench.py` alternates the processes): variants that share a process
+    share its thread pools, allocator and caches, and a window of one then times the others'
+    leftovers (docs/performance-bench.md).
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
     data_dir = resolve_data_dir(config.data.data_dir, config.data.embedded)
     config = config.replace({"data.data_dir": str(data_dir)})
     corpus = load_corpus(data_dir, seq_length=config.data.seq_length,
@@ -119,59 +121,51 @@ def bench_workload(config: Config, plan: Plan, *, user_task: bool = False) -> di
         return make_train_dataset((x, y), batch_size=config.train.batch_size, seed=config.train.seed,
                                   num_epochs=epochs).repeat()
 
-    jit = use_jit(config.train.jit_compile, make_task())
-    # `fit` as its users get it: Keras resolves jit_compile="auto" in compile(), and a `fit` user
-    # has not enabled op determinism (under which Keras would keep XLA off).
-    metrics = [] if user_task else ["accuracy"]  # what the step computes besides the loss
-    fit_default = _Fit(make_task().model, config, dataset(), matched=False, jit=jit, metrics=metrics)
-    # Everything then runs in looptrain's determinism state (train.deterministic, on by default),
-    # which cannot be switched off once on.
-    if config.train.deterministic:
-        determinism.enable()  # as lt.fit does: the pipeline reads as it does under looptrain
-    others = {"fit_default": fit_default,
-              "fit_matched": _Fit(make_task().model, config, dataset(), matched=True, jit=jit,
-                                  metrics=metrics),
-              "bare": _bare(make_task(), dataset(), steps_per_call(config), jit),
-              "pipeline": _pipeline(dataset())}
-    for variant in others.values():
-        variant.warm_up(plan.warmup)
-    task = MLPTask() if user_task else make_classifier(config, corpus)
-    seconds = {"looptrain": _looptrain(task, corpus, config, plan, epochs, others)}
-    seconds.update({name: statistics.median(v.seconds) for name, v in others.items()})
+    if variant == "looptrain":
+        task = MLPTask() if user_task else make_classifier(config, corpus)
+        seconds = _looptrain(task, corpus, config, plan, epochs)
+    else:
+        jit = use_jit(config.train.jit_compile, make_task())
+        metrics = [] if user_task else ["accuracy"]  # what the step computes besides the loss
+        # `fit` as its users get it: Keras resolves jit_compile="auto" in compile(), and a `fit`
+        # user has not enabled op determinism (under which Keras would keep XLA off). Everything
+        # else runs in looptrain's determinism state (train.deterministic, on by default).
+        if variant != "fit_default" and config.train.deterministic:
+            determinism.enable()  # as lt.fit does: the pipeline reads as it does under looptrain
+        if variant.startswith("fit"):
+            runner = _Fit(make_task().model, config, dataset(), matched=variant == "fit_matched",
+                          jit=jit, metrics=metrics)
+        elif variant == "bare":
+            runner = _bare(make_task(), dataset(), steps_per_call(config), jit)
+        else:
+            runner = _pipeline(dataset())
+        runner.run(plan)
+        seconds = runner.seconds
     batch = config.train.batch_size
-    result = {f"{name}_ex_s": round(batch / s, 1) for name, s in seconds.items()}
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    return result
+    return {"ex_s": round(batch / statistics.median(seconds), 1),
+            "windows_ex_s": [round(batch / s, 1) for s in seconds],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-class _Interleaved(lt.Callback):
-    """Times looptrain's windows between call boundaries and runs the other variants' in between.
+class _Windows(lt.Callback):
+    """Times looptrain's windows between call boundaries (the loop reports every compiled call)."""
 
-    The loop reports every compiled call to its callbacks; at each window boundary this one runs a
-    window of every other variant, and looptrain's clock restarts after them.
-    """
-
-    def __init__(self, plan: Plan, others: dict):
-        self.plan, self.others = plan, others
+    def __init__(self, plan: Plan):
+        self.plan = plan
         self.marks = [plan.warmup + i * plan.window for i in range(plan.repeats + 1)]
         self.seconds: list[float] = []  # per step, one entry per window
-        self._done: set[int] = set()
-        self._resumed = 0.0
+        self._began = None
 
     def on_call_end(self, loop, result) -> None:
         ended, step = time.perf_counter(), loop.step
-        if step not in self.marks or step in self._done:
+        if step not in self.marks:
             return
-        self._done.add(step)
-        if step != self.marks[0]:
-            self.seconds.append((ended - self._resumed) / self.plan.window)
-        if step != self.marks[-1]:
-            for variant in self.others.values():
-                variant.window(self.plan.window)
-        self._resumed = time.perf_counter()
+        if self._began is not None:
+            self.seconds.append((ended - self._began) / self.plan.window)
+        self._began = time.perf_counter()
 
 
-def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int, others: dict) -> float:
+def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int) -> list[float]:
     from rich.console import Console
 
     total = plan.warmup + plan.window * plan.repeats
@@ -179,7 +173,7 @@ def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int, others: di
     settings = {**loop_settings(config), "max_steps": total + 1, "num_epochs": epochs,
                 "eval_every": total + 1, "checkpoint_every": total + 1, "patience": total + 1,
                 "monitor": "train/loss", "eval_per_epoch": False}
-    timer = _Interleaved(plan, others)
+    timer = _Windows(plan)
     display = lt.callbacks.Display(Console(file=open(os.devnull, "w")))  # a user's display costs too
     with tempfile.TemporaryDirectory(prefix="looptrain-bench-") as tmp:
         lt.fit(task, train=lt.data.ArraySource(corpus.splits["train"]), run_dir=f"{tmp}/run",
@@ -187,7 +181,7 @@ def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int, others: di
     if len(timer.seconds) != plan.repeats:
         raise RuntimeError(f"looptrain's calls ended at {len(timer.seconds) + 1} of the window "
                            f"steps {timer.marks}; choose windows on call boundaries")
-    return statistics.median(timer.seconds)
+    return timer.seconds
 
 
 class _EpochTimes(keras.callbacks.Callback):
@@ -203,7 +197,8 @@ class _EpochTimes(keras.callbacks.Callback):
 
 
 class _Fit:
-    """`model.fit`, one epoch of `steps` steps per window (the compiled train function is kept)."""
+    """`model.fit`: a warm-up fit, then ONE fit of an epoch per window (the iterator is made once:
+    a fit per window would time its set-up, ~40 ms, in every window)."""
 
     def __init__(self, model, config: Config, dataset, *, matched: bool, jit: bool, metrics: list):
         self.model = model
@@ -215,35 +210,39 @@ class _Fit:
                            metrics=metrics, **(options if matched else {}))
         self.dataset, self.seconds = dataset, []
 
-    def warm_up(self, steps: int) -> None:  # tracing (and XLA compilation)
-        self._fit(steps)
-
-    def window(self, steps: int) -> None:
-        self.seconds.append(self._fit(steps) / steps)
-
-    def _fit(self, steps: int) -> float:
+    def run(self, plan: Plan) -> None:
+        # shuffle=False: the dataset is shuffled already (Keras ignores the default True for a
+        # dataset, with a warning in every fit process).
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=plan.warmup, verbose=0,
+                       shuffle=False)  # traces
         timer = _EpochTimes()
-        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
-        return timer.seconds[0]
+        self.model.fit(self.dataset, epochs=plan.repeats, steps_per_epoch=plan.window,
+                       callbacks=[timer], verbose=0, shuffle=False)
+        self.seconds = [s / plan.window for s in timer.seconds]
 
 
 class _Calls:
     """A compiled `run(iterator, num_steps)` timed over whole windows of calls."""
 
     def __init__(self, run, dataset, per_call: int, *, min_window: int = 0):
-        self.run, self.iterator, self.per_call = run, iter(dataset), per_call
+        self.call, self.iterator, self.per_call = run, iter(dataset), per_call
         self.min_window = min_window  # steps: windows shorter than this are too short to time
         self.seconds: list[float] = []
 
+    def run(self, plan: Plan) -> None:
+        self.warm_up(plan.warmup)
+        for _ in range(plan.repeats):
+            self.window(plan.window)
+
     def warm_up(self, steps: int) -> None:  # the first call traces and compiles
         for _ in range(max(1, steps // self.per_call)):
-            self.run(self.iterator, tf.constant(self.per_call))
+            self.call(self.iterator, tf.constant(self.per_call))
 
     def window(self, steps: int) -> None:
         calls = max(1, max(steps, self.min_window) // self.per_call)
         began = time.perf_counter()
         for _ in range(calls):
-            result = self.run(self.iterator, tf.constant(self.per_call))
+            result = self.call(self.iterator, tf.constant(self.per_call))
         if result is not None:
             result.numpy()
         self.seconds.append((time.perf_counter() - began) / (calls * self.per_call))
@@ -305,23 +304,3 @@ def make_vectors(directory: Path, *, dim: int = 32, num_classes: int = 10, seed:
         x = centers[y] + rng.normal(scale=1.5, size=(count, dim)).astype(np.float32)
         np.savez(directory / f"{split}.npz", x=x, y=y)
     return directory
-
-
-def report(results: dict[str, dict[str, float]], console=None) -> None:
-    """Prints the results as a rich table (with the ratios the README quotes)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="training throughput, examples/s (median of the timed windows)")
-    for column in ("workload", "looptrain", "fit default", "fit matched", "bare loop", "pipeline",
-                   "vs fit default", "vs fit matched", "vs bare", "pipeline / looptrain",
-                   "peak RSS MB"):
-        table.add_column(column, justify="left" if column == "workload" else "right")
-    for name, r in results.items():
-        ours = r["looptrain_ex_s"]
-        table.add_row(name, *(f"{r[f'{v}_ex_s']:,.0f}" for v in VARIANTS),
-                      f"{ours / r['fit_default_ex_s']:.2f}x", f"{ours / r['fit_matched_ex_s']:.2f}x",
-                      f"{ours / r['bare_ex_s']:.2f}x", f"{r['pipeline_ex_s'] / ours:.1f}x",
-                      f"{r['peak_rss_mb']:,.0f}")
-    # Wide enough for every column even when piped (rich assumes 80 columns then).
-    (console or Console(width=max(Console().width, 150))).print(table)

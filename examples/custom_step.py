@@ -5,7 +5,7 @@ steps per compiled call), checkpoints everything it touches (the mixup generator
 keeps the best copy by `val/accuracy`. The helpers make the same step exact under
 `--strategy mirrored` and let `--on-nan skip` hold back a bad update.
 
-    python scripts/train.py --task examples/custom_step.py:Mixup --run-dir runs/mixup --resume=auto
+    looptrain train --task examples/custom_step.py:Mixup --run-dir runs/mixup --resume=auto
 """
 
 import keras

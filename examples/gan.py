@@ -4,7 +4,7 @@ The generator maps noise to 2-D points, the discriminator tells them from sample
 Gaussians (GENERATED). The noise comes from a `tf.random.Generator` the task holds, so it is in
 the checkpoint with both models and both optimizers: a killed run resumes bit-identically.
 
-    python scripts/train.py --task examples/gan.py:GAN --run-dir runs/gan --resume=auto
+    looptrain train --task examples/gan.py:GAN --run-dir runs/gan --resume=auto
 """
 
 import keras

@@ -4,7 +4,7 @@ with per-label precision, recall and F1 derived at the end of each evaluation.
 The step uses looptrain's helpers (`lt.batch_mean`, `lt.apply_gradients`), so the same task also
 runs under `--strategy mirrored` with the update of one device, and `--on-nan skip` works.
 
-    python scripts/train.py --task examples/multilabel.py:MultiLabel --run-dir runs/ml --resume=auto
+    looptrain train --task examples/multilabel.py:MultiLabel --run-dir runs/ml --resume=auto
 """
 
 import keras

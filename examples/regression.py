@@ -5,7 +5,7 @@ the metric are this file's; looptrain runs the loop (many steps per compiled cal
 checkpoints, the best copy, early stopping on `val/mse` with mode "min", TensorBoard).
 
     python examples/regression.py                        # lt.fit from Python
-    python scripts/train.py --task examples/regression.py:Regression --run-dir runs/reg \
+    looptrain train --task examples/regression.py:Regression --run-dir runs/reg \
         --set task.width=64 --max-steps 2000 --resume=auto   # the same from the command line
     python scripts/evaluate.py --run-dir runs/reg        # its test metrics, in a new process
 """

@@ -40,7 +40,7 @@ class DataConfig:
 class ModelConfig:
     """Architecture. `name` selects a registered model; each model reads the fields it needs."""
 
-    name: str = _field("textcnn", doc="registered model name (see README: Models), or "
+    name: str = _field("textcnn", doc="registered model name (looptrain --help, docs/models.md), or "
                                       "'module:Class' for a model of your own")
     embedding_dim: int = _field(64, low=1, doc="character embedding width")
     num_filters: int = _field(256, low=1, doc="convolution filters (TextCNN; MultiCNN per width; "
@@ -71,6 +71,10 @@ class ModelConfig:
     min_df: int = _field(2, low=1, doc="tfidf, fasttext_ngrams: keep n-grams in at least N training texts")
     bag_hidden_dim: int = _field(0, low=0, doc="tfidf: ReLU hidden units; 0 = linear (logistic "
                                                "regression)")
+    norm_per_kind: bool = _field(False, doc="tfidf: L2-normalise the character and the word n-grams "
+                                            "of a text apart (two unit vectors side by side)")
+    nb_ratio: bool = _field(False, doc="tfidf (linear): scale each class's n-gram weights by the "
+                                       "n-gram's log-count ratio on the training split (NB-SVM)")
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,10 @@ class TrainConfig(LoopSettings):
 
     learning_rate: float = _field(1e-3, low=1e-12, doc="Adam learning rate (a schedule's peak)")
     clip_norm: float = _field(0.0, low=0.0, doc="global-norm gradient clipping; 0 = off")
-    precision: str = _field("float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
-                            doc="layer compute dtype; variables, logits and loss stay float32")
+    precision: str = _field("float32", choices=("float32", "mixed_float16", "mixed_bfloat16", "auto"),
+                            doc="layer compute dtype; variables, logits and loss stay float32; auto = "
+                                "mixed_bfloat16 on native-bfloat16 hardware (AMX/AVX512-BF16 CPU, "
+                                "GPU >= 8.0, TPU), else float32")
     lr_schedule: str = _field("constant", choices=("constant", "exponential", "cosine"),
                               doc="learning-rate schedule")
     lr_decay_steps: int = _field(0, low=0, doc="exponential: steps per decay by lr_decay_rate; "
@@ -234,6 +240,12 @@ MIGRATIONS: dict[str, Any] = {
     "train.monitor": "",  # looptrain 0.1 followed val accuracy: the classifier's own choice
     "train.mode": "auto",
     "task.path": "",  # looptrain 0.1 trained the built-in classifier only
+    "train.ema_decay": 0.0,  # the loop extras: all off in runs saved before them
+    "train.profile_steps": "",
+    "train.time_limit": "",
+    "train.mlflow": False,
+    "model.norm_per_kind": False,  # tfidf runs before these keys: one vector, no NB scaling
+    "model.nb_ratio": False,
 }
 
 

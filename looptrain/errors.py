@@ -40,9 +40,17 @@ class WorkerLost(UserError):
 class Stopped(Exception):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint; exit status 128 + signal."""
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, *, logged: bool = False):
         super().__init__(message)
         self.exit_code = 128 + signum
+        self.logged = logged  # already shown by the loop's log: the command line says it once
+
+
+class TimeLimitReached(Exception):
+    """Training stopped at its time limit (`train.time_limit`) after writing a checkpoint: exit
+    status 75 (EX_TEMPFAIL, "try again"): run the same command with `--resume=auto` to continue."""
+
+    exit_code = 75
 
 
 class TaskError(UserError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from looptrain import oserrors
 from looptrain.data.sources import as_source
 from looptrain.engine.checkpoint import restore_for_evaluation
 from looptrain.engine.evaluation import Evaluator
@@ -14,6 +15,7 @@ from looptrain.task import check_built
 from looptrain.task import identity_of, use_jit
 
 
+@oserrors.reported
 def evaluate(task, *, data, run_dir: str | Path, checkpoint: str = "best", batch_size: int = 64,
              jit_compile: str = "off") -> dict[str, Any]:
     """The task's metrics on `data` with a checkpoint of the run in `run_dir`.
@@ -36,6 +38,7 @@ def evaluate(task, *, data, run_dir: str | Path, checkpoint: str = "best", batch
                                batch_size=batch_size, jit_compile=jit_compile)[0]
 
 
+@oserrors.reported
 def evaluate_checkpoint(task, *, data, run_dir: str | Path, checkpoint: str = "best",
                         batch_size: int = 64, jit_compile: str = "off") -> tuple[dict[str, Any], str]:
     """`evaluate`, and the path of the checkpoint it restored."""

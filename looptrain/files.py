@@ -1,10 +1,18 @@
-"""Small file helpers shared by the data and run-directory code: atomic writes and line files."""
+"""Small file helpers shared by the data and run-directory code: atomic writes and line files.
+
+Every temporary file or directory looptrain writes before a rename is a hidden sibling of its
+target named `.<target>.<pid>-<host>.<random>.tmp`: a kill leaves nothing but such a name, which
+`remove_stale_temps` recognises (its writer is gone) and removes on the next start.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +41,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Writes `data` to `path` via a temporary file in the same directory and `os.replace`, so a
     kill or a full disk leaves the old file or the new one, never half of one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain open() would
         with os.fdopen(fd, "wb") as f:
@@ -41,8 +49,10 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write() names no file: the message must
         raise
 
 
@@ -50,6 +60,70 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Which host wrote a temporary name: a process id means something only on its own host.
+HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})\.[A-Za-z0-9_]+\.tmp")
+
+
+def temp_dir(parent: str | Path, name: str) -> Path:
+    """A new temporary sibling directory for `parent/name` (see the module docstring), with the
+    mode a plain `mkdir` would give it (`mkdtemp` makes it private)."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=temp_prefix(name), suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def temp_prefix(name: str) -> str:
+    """The `prefix` for `tempfile.mkstemp`/`mkdtemp` (with `suffix=".tmp"`) of a temporary sibling
+    of `name` (see the module docstring)."""
+    return f".{name}.{os.getpid()}-{HOST}."
+
+
+def temp_target(name: str) -> str | None:
+    """The target a temporary name stands for (`.report.json.12-ab12cd34.x1y2.tmp` ->
+    `report.json`), or None for any other name."""
+    match = TEMP_NAME.fullmatch(name)
+    return match.group("target") if match else None
+
+
+def remove_stale_temps(directory: str | Path, target: str | None = None) -> list[Path]:
+    """Removes the temporary files and directories in `directory` (only those of `target`, when
+    given) whose writer, a process of this host, is gone: what a kill or a full disk left behind.
+    Returns what was removed; a directory that cannot be listed or written is left alone."""
+    removed = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_NAME.fullmatch(entry.name)
+        if not match or match.group("host") != HOST or _alive(int(match.group("pid"))):
+            continue
+        if target is not None and match.group("target") != target:
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @contextmanager
@@ -74,7 +148,8 @@ def atomic_directory(out_dir: str | Path, *, foreign=lambda old: [p.name for p i
             raise DataError(f"{out_dir} holds files looptrain did not generate ({listing(names)}); "
                             f"move them away, or pass --data-dir to use your own data")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    remove_stale_temps(out_dir.parent, out_dir.name)
+    tmp = temp_dir(out_dir.parent, out_dir.name)
     try:
         yield tmp
         if out_dir.exists():

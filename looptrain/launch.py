@@ -1,6 +1,6 @@
-"""Starting N training workers on this machine the way a cluster launcher would (`launch_local.py`).
+"""Starting N training workers on this machine the way a cluster launcher would (`looptrain launch`).
 
-`scripts/train.py --strategy multiworker` trains with tf.distribute's MultiWorkerMirroredStrategy,
+`looptrain train --strategy multiworker` trains with tf.distribute's MultiWorkerMirroredStrategy,
 which learns its cluster from the `TF_CONFIG` environment variable: every worker gets the same list
 of `host:port` addresses and its own index in that list, and worker 0 is the chief. `launch` picks a
 free port on localhost for each worker, prefixes each worker's output with `[worker i]`, and stops
@@ -13,7 +13,7 @@ On real hosts the same is done by hand or by the cluster's scheduler. On each ho
                 "task": {"type": "worker", "index": I}}'
 
 with the same `cluster.worker` list everywhere and that host's own index `I`, then run
-`python scripts/train.py --strategy multiworker ...` with the same arguments on every host. The run
+`looptrain train --strategy multiworker ...` with the same arguments on every host. The run
 directory must be on storage every host can read (a shared file system or a bucket): the chief
 writes it, and `--resume` on every worker reads the chief's checkpoints.
 """
@@ -30,13 +30,18 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import IO, Callable
 
 from looptrain.errors import UserError
 
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+# Workers re-run the installed entry point with this interpreter, never a repository path: an
+# installed wheel has no scripts/ (and `-m` works where the `looptrain` script is not on PATH).
+TRAIN_COMMAND = ("-m", "looptrain", "train")
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# Every local worker is a whole TensorFlow process (0.5 to 1 GB of memory, two ports, threads):
+# more than this on one machine exhausts it long before it could help (100000 ran out of file
+# descriptors before the first worker started).
+MAX_LOCAL_WORKERS = 16
 POLL_SECONDS = 0.05
 
 
@@ -70,9 +75,10 @@ def tf_config(hosts: list[str], index: int) -> str:
 
 
 def worker_command(train_args: list[str]) -> list[str]:
-    """The argv of one worker: `train.py` with `train_args`, plus `--strategy multiworker` if absent."""
+    """The argv of one worker: `python -m looptrain train` with `train_args`, plus
+    `--strategy multiworker` if absent."""
     has_strategy = any(arg == "--strategy" or arg.startswith("--strategy=") for arg in train_args)
-    return [sys.executable, str(TRAIN_SCRIPT), *train_args,
+    return [sys.executable, *TRAIN_COMMAND, *train_args,
             *([] if has_strategy else ["--strategy", "multiworker"])]
 
 
@@ -81,7 +87,7 @@ def launch(num_workers: int, command: list[str], *, grace_seconds: float = 60,
     """Runs `num_workers` copies of `command`, each with its own `TF_CONFIG`, until all have exited.
 
     Each worker's stdout and stderr go to `out` (default: `sys.stdout` at call time), line by line,
-    prefixed `[worker i] `. When a worker exits non-zero, the others get SIGTERM (train.py checkpoints
+    prefixed `[worker i] `. When a worker exits non-zero, the others get SIGTERM (training checkpoints
     and stops on it); SIGINT and SIGTERM sent to the launcher are forwarded to every worker. Workers
     still running `grace_seconds` after the first such signal get SIGKILL. On Linux the workers also
     die when the launcher is killed outright. Must be called from the main thread to forward signals.
@@ -114,7 +120,7 @@ def launch(num_workers: int, command: list[str], *, grace_seconds: float = 60,
         failed, stopped = workers.supervise(received)
     for reader in readers:
         reader.join(timeout=5)  # bounded: a worker's own child could still hold the pipe open
-    _write(out, lock, f"launch_local: {workers.summary(failed, stopped, received)}\n")
+    _write(out, lock, f"launch: {workers.summary(failed, stopped, received)}\n")
     return 0 if failed is None else workers.statuses[failed]
 
 
@@ -178,7 +184,7 @@ def _start(command: list[str], hosts: list[str]) -> list[subprocess.Popen]:
         for index in range(len(hosts)):
             env = {**os.environ, "TF_CONFIG": tf_config(hosts, index), "PYTHONUNBUFFERED": "1"}
             # A session of its own keeps the terminal's Ctrl-C from reaching the workers directly:
-            # the launcher forwards it once, as train.py aborts without a checkpoint on a second one.
+            # the launcher forwards it once, as training aborts without a checkpoint on a second one.
             procs.append(subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           start_new_session=True, preexec_fn=preexec))

@@ -86,3 +86,6 @@ class RunDir(rundir.RunDir):
             return read_lines(path)
         except OSError as exc:
             raise RunDirError(f"cannot read {path}: {exc.strerror}; the run directory is damaged") from None
+        except UnicodeDecodeError as exc:
+            raise RunDirError(f"{path}: not valid UTF-8 (byte {exc.start}); the run directory is "
+                              f"damaged (was the file cut short or edited?)") from None

@@ -65,6 +65,10 @@ def build(cls, values: dict[str, Any], *, source: str, prefix: str = ""):
     return cls(**checked)
 
 
+# A duration: hours, minutes and seconds ("3h50m", "90m", "1h30m15s") or plain seconds ("3600").
+DURATION = r"|[0-9]+|(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?"
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     """The loop's settings: cadence, stopping, checkpoints, the non-finite policy, distribution.
@@ -100,14 +104,29 @@ class LoopSettings:
                                    "the task opts out (off on CPU: slower there)")
     strategy: str = setting("default", choices=("default", "mirrored", "multiworker"),
                             doc="tf.distribute: one device, the devices of this host, or several "
-                                "workers (TF_CONFIG, see scripts/launch_local.py)")
-    num_devices: int = setting(0, low=0, high=4096,
+                                "workers (TF_CONFIG, see looptrain launch)")
+    # 64: more GPUs than one host holds; logical CPU devices stop at 8 (`distribute.local_devices`).
+    num_devices: int = setting(0, low=0, high=64,
                                doc="devices for mirrored: the first N GPUs (0 = all), or N logical "
-                                   "CPU devices on a host without GPUs")
-    # 1000, not 100: at every 100 steps the probe cost the tiny MLP of `make bench` ~12 % of its
-    # speed (Keras' TensorBoard callback writes none by default).
-    histogram_every: int = setting(1000, low=0, doc="write weight and gradient histograms every N "
+                                   "CPU devices (at most 8) on a host without GPUs")
+    # 250: five slices in a default 1250-step run (with 1000 the Histograms tab showed one and
+    # looked empty); at every 100 steps the probe cost the tiny MLP of `make bench` ~12 % of its
+    # speed, so not more often (Keras' TensorBoard callback writes none by default).
+    histogram_every: int = setting(250, low=0, doc="write weight and gradient histograms every N "
                                                     "steps; 0 = off")
+    ema_decay: float = setting(0.0, low=0.0, high=0.999999,
+                               doc="exponential moving average of the weights with this decay per "
+                                   "step, used by evaluation, the best copy and export; 0 = off")
+    profile_steps: str = setting("", pattern=(r"|[1-9][0-9]*(-[1-9][0-9]*)?", "'' or 'FIRST-LAST' "
+                                              "steps, e.g. '200-210'"),
+                                 doc="trace these steps with the TensorFlow profiler into "
+                                     "RUN/logs/train (TensorBoard's Profile tab); '' = off")
+    time_limit: str = setting("", pattern=(DURATION, "'' or a duration like '3h50m', '90m', "
+                                                     "'45s' or seconds '3600'"),
+                              doc="stop with a checkpoint before this much time has passed since "
+                                  "training started (exit status 75); '' = none")
+    mlflow: bool = setting(False, doc="also log every scalar to MLflow (pip install "
+                                      "'looptrain[mlflow]'; $MLFLOW_TRACKING_URI or RUN/mlruns)")
 
 
 # Settings a resumed run may change: cadence and stopping, and how it runs. Everything else
@@ -116,5 +135,5 @@ RESUMABLE = frozenset({
     "num_epochs", "max_steps", "eval_every", "eval_per_epoch", "checkpoint_every", "log_every",
     "patience",
     "keep_checkpoints", "on_nan", "deterministic", "steps_per_loop", "jit_compile",
-    "histogram_every", "strategy", "num_devices",
+    "histogram_every", "strategy", "num_devices", "profile_steps", "time_limit", "mlflow",
 })

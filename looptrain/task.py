@@ -117,7 +117,7 @@ class Task(tf.Module):
         """
         return means
 
-    # Data for the command line (`scripts/train.py --task module:attr`); `lt.fit` takes data
+    # Data for the command line (`looptrain train --task module:attr`); `lt.fit` takes data
     # directly. Each returns what `lt.fit(train=...)` accepts: arrays, a dataset or a source.
     def train_data(self):
         """The training data (arrays, a `tf.data.Dataset` of batches, or a data source)."""
@@ -129,8 +129,31 @@ class Task(tf.Module):
         return None
 
     def test_data(self):
-        """The test data for `scripts/evaluate.py`, or None for none."""
+        """The test data for `looptrain evaluate`, or None for none."""
         return None
+
+    # Export (`looptrain export`): a SavedModel whose `serving_default` is `serve` on
+    # `serving_spec`, and the Keras model `export_model()` as `model.keras`.
+    def export_model(self):
+        """The Keras model exported as `model.keras` (default: the `model` attribute)."""
+        model = getattr(self, "model", None)
+        if not isinstance(model, keras.Model):
+            raise TaskError(f"{type(self).__name__} has no Keras 'model' attribute to export; "
+                            f"define export_model() (and serve() for the SavedModel)")
+        return model
+
+    def serving_spec(self, element_spec):
+        """The input signature of `serve`, from the training batches' `element_spec`: by default
+        the inputs of `(inputs, targets, ...)` batches (the whole element otherwise), any batch
+        size."""
+        inputs = (element_spec[0] if isinstance(element_spec, (tuple, list)) and len(element_spec) > 1
+                  else element_spec)
+        return tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape[1:]], s.dtype), inputs)
+
+    def serve(self, inputs):
+        """What the exported SavedModel computes from a batch of `serving_spec` inputs: a tensor
+        or a dict of named tensors. Default: `export_model()` on them, in inference mode."""
+        return self.export_model()(inputs, training=False)
 
     def identity(self) -> dict[str, Any]:
         """What the weights of a run of this task mean: recorded in every checkpoint, and a

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,13 +22,17 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
-from looptrain import __version__, settings as settings_lib
+from looptrain import __version__, oserrors, settings as settings_lib
 from looptrain.callbacks import (Best, BestCopy, Checkpointing, Display, EarlyStopping,
                                  Evaluation, Histograms, NonFinite, Scalars)
 from looptrain.callbacks.best import infer_mode
+from looptrain.callbacks.finished import FINAL_REASONS
+from looptrain.callbacks.progress import clock
+from looptrain.callbacks.from_settings import setting_callbacks
+from looptrain.callbacks.iterator_bytes import IteratorBytes
 from looptrain.data.sources import as_source
 from looptrain.engine import determinism, distribute
-from looptrain.engine.call import TrainCall
+from looptrain.engine.call import InCallHook, TrainCall
 from looptrain.engine.callback import Callback, CallbackList
 from looptrain.engine.checkpoint import Checkpoints
 from looptrain.engine.controller import Loop
@@ -52,8 +57,10 @@ class FitResult:
     best_step: int
     train_seconds: float  # time inside the compiled training calls (steps and their logging)
     examples_per_second: float  # training throughput of this call
+    wall_seconds: float = 0.0  # the whole call, set-up and evaluations included
 
 
+@oserrors.reported(training=True)
 def fit(task, *, train, val=None, run_dir: str | Path, resume: bool | str = False,
         callbacks: Sequence[Callback] = (), display: Display | None = None,
         on_start: Callable[[Path, bool], None] | None = None, resume_hint: str | None = None,
@@ -89,6 +96,7 @@ def fit(task, *, train, val=None, run_dir: str | Path, resume: bool | str = Fals
     """
     s = settings_lib.build(settings_lib.LoopSettings, settings, source="lt.fit")
     strategy = distribute.make_strategy(s.strategy, s.num_devices)  # before any other TF op
+    distribute.check_replicas(strategy, s.batch_size)
     role = distribute.role_of(strategy)
     run = RunDir(run_dir)
     resume = _resume_mode(resume, run)
@@ -147,6 +155,7 @@ class _Session:
         """Builds, starts or restores, trains. `run` is written, `source` read on resume (a
         non-chief worker writes into a scratch directory and reads the chief's)."""
         s, task = self.settings, self.task
+        began = time.monotonic()
         monitor, mode = self._monitor()
         if s.deterministic:
             determinism.enable()
@@ -159,27 +168,38 @@ class _Session:
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         per_epoch = self.train.steps_per_epoch(s.batch_size)
         total, end_reason = self._total_steps(per_epoch)
-        # A dataset's iterator is the data position (one device): it goes into the checkpoint.
-        kept = None if (self.train.positional or self.strategy) else iter(self._dataset(0))
+        # A TFRecord stream's iterator is the data position (one device): it goes into the
+        # checkpoint. Other sequential sources are replayed up to the step (data/streams.py).
+        kept = (iter(self._dataset(0)) if getattr(self.train, "checkpoint_iterator", False)
+                and not self.strategy else None)
         writer = SummaryWriter(run.logs)
         best = Best(monitor, mode)
+        record = self._record(identity_of(task), monitor, mode)
+        # The settings' optional callbacks (metrics file, EMA, profiler, time limit) and the
+        # user's: set up with the built task, checkpointed, their in-call hooks compiled in.
+        user = [*setting_callbacks(s, run_path=run.path, best=best, chief=self.role.is_chief,
+                                   record=record), *self.user_callbacks]
+        with self._scope():
+            for callback in user:
+                callback.setup(task)
         scalars = Scalars(writer, s.log_every, best)
         hooks = [scalars]
         if s.histogram_every:
             hooks.append(Histograms(task, writer, s.histogram_every,
                                     self.train.first_batch(s.batch_size)))
+        hooks += [callback for callback in user if isinstance(callback, InCallHook)]
         jit = use_jit(s.jit_compile, task)
-        call = TrainCall(task, kept or self._iterator(0), step=step, strategy=self.strategy,
+        traced = kept or self._iterator(0)  # the step's first trace reads its element spec
+        call = TrainCall(task, traced, step=step, strategy=self.strategy,
                          sized=self.train.sized, skip_nonfinite=s.on_nan == "skip",
                          jit_compile=jit, log_values=learning_rates(task), hooks=hooks)
-        identity = identity_of(task)
         checkpoints = Checkpoints(
-            run.path, task=task, identity=identity, max_to_keep=s.keep_checkpoints,
+            run.path, task=task, identity=record["identity"], max_to_keep=s.keep_checkpoints,
             position=self.train.position(s.batch_size) if self.train.positional else None,
             state={"step": step, "nonfinite_steps": call.nonfinite_steps,
                    "last_nonfinite": call.last_nonfinite, "best": best,
                    **({"iterator": kept} if kept is not None else {}),
-                   **CallbackList(self.user_callbacks).states()})
+                   **CallbackList(user).states()})
         self.display.best = best
         agreement = distribute.Agreement(self.strategy, self.role)
         built_in = [NonFinite(s.on_nan, call), self.display, *hooks]
@@ -193,9 +213,8 @@ class _Session:
         built_in += [BestCopy(best, checkpoints), EarlyStopping(best, s.patience)]
         checkpointing = Checkpointing(checkpoints, s.checkpoint_every, trainable_variables(task))
         if kept is not None:
-            built_in.append(_IteratorBytes(kept))
-        callbacks = CallbackList([*built_in, *self.user_callbacks, checkpointing])
-        record = self._record(identity, monitor, mode)
+            built_in.append(IteratorBytes(kept))
+        callbacks = CallbackList([*built_in, *user, checkpointing])
         if self.resume:
             self._restore(run, source, checkpoints, record)
         else:
@@ -209,6 +228,9 @@ class _Session:
         if self.strategy:
             self.display.log(f"{s.strategy}: {self.strategy.num_replicas_in_sync} replicas, "
                              f"worker {self.role.worker} of {self.role.num_workers}")
+        # A kept iterator was restored. The traced one is not reused for a fresh run: under a
+        # strategy that made a resumed Dataset source diverge from the uninterrupted run
+        # (tests/data/test_sources.py), so the loop reads a pipeline of its own.
         loop = Loop(task=task, call=call, iterator=kept or self._iterator(int(step.numpy())),
                     total_steps=total, end_reason=end_reason, steps_per_epoch=per_epoch,
                     log_every=s.log_every, steps_per_loop=s.steps_per_loop, callbacks=callbacks,
@@ -218,18 +240,23 @@ class _Session:
             result = loop.run()
         finally:
             writer.close()
+        wall = time.monotonic() - began
+        best_text = (f"best {monitor} {best.best_value:.4f} (step {best.best_step})"
+                     if math.isfinite(best.best_value) else f"no {monitor} measured")
         if result.stop_reason == "already_done":
             self.display.log(f"{run.path}: nothing left to do at step {result.step} (total {total}); "
-                             f"raise --epochs/--max-steps/--patience to continue")
+                             f"{best_text}; raise --epochs/--max-steps/--patience to continue")
         else:
-            self.display.log(f"stopped at step {result.step} ({result.stop_reason.replace('_', ' ')}); "
-                             f"best {monitor} {best.best_value:.4f} at step {best.best_step}")
+            ended = "finished" if result.stop_reason in FINAL_REASONS else "stopped"
+            self.display.log(f"{ended} at step {result.step} ({result.stop_reason.replace('_', ' ')}) "
+                             f"in {clock(wall)}; {best_text}")
         return FitResult(step=result.step, steps_run=result.steps_run,
                          stop_reason=result.stop_reason, monitor=monitor,
                          best_value=best.best_value, best_step=best.best_step,
                          train_seconds=result.train_seconds,
                          examples_per_second=(result.examples / result.train_seconds
-                                              if result.train_seconds else 0.0))
+                                              if result.train_seconds else 0.0),
+                         wall_seconds=wall)
 
     def _scope(self):
         return self.strategy.scope() if self.strategy else contextlib.nullcontext()
@@ -272,6 +299,8 @@ class _Session:
         """What `fit.json` holds: what may not change while the run lives, and its identity."""
         task, s = self.task, self.settings
         fixed = {name: getattr(s, name) for name in ("batch_size", "seed")}
+        if s.ema_decay:  # what the best copy holds (absent when off: runs from before it match)
+            fixed["ema_decay"] = s.ema_decay
         return {"task": type(task).__qualname__,
                 "hparams": json.loads(json.dumps(dict(task.hparams), default=repr)),
                 "settings": {**fixed, "monitor": monitor, "mode": mode},
@@ -295,23 +324,6 @@ class _Session:
             self.display.log(f"removed {dropped} TensorBoard events of steps after the checkpoint "
                              f"(they are being run again)")
         self.display.log(f"resumed from {restored or 'the start'} at step {step} ({_versions()})")
-
-
-class _IteratorBytes(Callback):
-    """Says once, in the log, how many bytes of the checkpoint are the dataset iterator's state
-    (a shuffle buffer is kept whole): the price of exact resume for a sequential source."""
-
-    def __init__(self, iterator):
-        self.iterator, self.done = iterator, False
-
-    def on_call_end(self, loop, result) -> None:
-        if self.done:
-            return
-        self.done = True
-        with tempfile.TemporaryDirectory() as tmp:
-            tf.train.Checkpoint(iterator=self.iterator).write(f"{tmp}/iterator")
-            size = sum(f.stat().st_size for f in Path(tmp).iterdir())
-        loop.log(f"the data iterator's state takes {size:,} bytes of each checkpoint (its buffers)")
 
 
 def _changed(run: RunDir, key: str, saved, given) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -172,3 +173,10 @@ def untracked(model) -> dict:
     holder = tf.Module()
     holder.model = model
     return task_variables_untracked(holder)
+
+
+def shown_python(cwd: Path = ROOT) -> str:
+    """This Python as a hint of a command run in `cwd` names it (looptrain.app.hints): relative
+    when it is below `cwd` (`.venv/bin/python` in a checkout), else its whole path."""
+    relative = os.path.relpath(sys.executable, cwd)
+    return sys.executable if relative.startswith("..") else relative

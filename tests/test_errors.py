@@ -1,13 +1,16 @@
-"""Every bad input of the README's error table: exit status 2, one line naming the culprit, no
+"""Every bad input of the error table (docs/fault-tolerance.md): exit status 2, one line naming the culprit, no
 traceback, and nothing lost (an existing run directory is left byte-for-byte as it was)."""
 
+import os
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT, snapshot, write_data
 
-from looptrain.cli import evaluate_main, predict_main, run_main, train_main
+from looptrain.cli import evaluate_main, export_main, predict_main, run_main, train_main
 
 GOOD = "体育\t比赛进球\n财经\t股票基金\n"
 
@@ -42,7 +45,8 @@ def _train(tmp_path, *argv):
 
 
 # (case, how to provoke it, the message). `{d}` = the data dir, `{r}` = the runs dir; the message is
-# a regular expression after formatting. The README's "When something is wrong" table shows these.
+# a regular expression after formatting. The "When something is wrong" table of
+# docs/fault-tolerance.md shows these.
 CASES = {
     "data line without a tab": (
         lambda t, r: _train(t, *_data(t, train=GOOD + "财经股票\n")),
@@ -71,7 +75,7 @@ CASES = {
     "--strategy multiworker without TF_CONFIG": (
         lambda t, r: _train(t, "--strategy", "multiworker"),
         "train.strategy = multiworker needs the TF_CONFIG environment variable \\(cluster and task "
-        "index\\); start the workers with scripts/launch_local.py or set TF_CONFIG on each host"),
+        "index\\); start the workers with looptrain launch or set TF_CONFIG on each host"),
     "unknown config key": (
         lambda t, r: _train(t, "--set", "train.bach_size=8"),
         "--set train.bach_size=8: unknown config key 'train.bach_size' \\(known keys: .*\\)"),
@@ -88,8 +92,8 @@ CASES = {
         "new --run-dir to train with a different value"),
     "a new run in an existing run directory": (
         lambda t, r: _train(t.parent, "--run-dir", str(r / "run")),
-        "{r}/run already holds a run with checkpoints: continue it with --resume, or choose another "
-        "--run-dir"),
+        "{r}/run already holds a run with checkpoints: continue it with \\S+ scripts/train.py "
+        "--run-dir {r}/run --resume, or choose another --run-dir"),
     "evaluate a run directory that does not exist": (
         lambda t, r: (evaluate_main, ["--run-dir", str(t / "missing")]),
         "{t}/missing is not a looptrain run directory \\(no config.json\\)"),
@@ -132,7 +136,105 @@ CASES = {
         "{t}/copy/config.json: no 'train.seed'; a run's saved config must hold every key \\(was it "
         "edited by hand or written by another looptrain version\\?\\); add 'train.seed' with the "
         "value the run was started with, or start a new --run-dir"),
+    # Sizes and models that cannot run on the data: refused before anything is allocated.
+    "--seed beyond 2**31 - 1": (
+        lambda t, r: _train(t, "--seed", str(2**32)),
+        "--seed: 'train.seed' must be <= 2147483647, got 4294967296"),
+    "a sequence length beyond 100,000": (
+        lambda t, r: _train(t, "--set", "data.seq_length=100000000"),
+        "--set: 'data.seq_length' must be <= 100000, got 100000000"),
+    "more devices than any host has": (
+        lambda t, r: _train(t, "--strategy", "mirrored", "--num-devices", "5000"),
+        "--num-devices: 'train.num_devices' must be <= 64, got 5000"),
+    "data.seq_length shorter than the convolution": (
+        lambda t, r: _train(t, *_data(t, train=GOOD), "--set", "data.seq_length=2"),
+        "'model.kernel_size' is 3, wider than 'data.seq_length' 2: the convolution has no position "
+        "to slide to; lower model.kernel_size or raise data.seq_length"),
+    # Data files that are not what they seem.
+    "a named pipe as a data file": (
+        lambda t, r: _train(t, "--data-dir", str(_fifo(t))),
+        "{t}/pipe/cnews.train.txt is not a regular file; data files must be plain files"),
+    "a symlink loop as --data-dir": (
+        lambda t, r: _train(t, "--data-dir", str(_loop(t))),
+        "--data-dir {t}/a: a loop of symbolic links; fix the links or give the directory itself"),
+    "a .npy file named train.npz": (
+        lambda t, r: _train(t, "--data-dir", str(_arrays(t, npy=True))),
+        "{t}/arrays/train.npz: one array in .npy format, not an .npz archive of 'x' and 'y'; save it "
+        "with np.savez\(path, x=..., y=...\)"),
+    "array labels beyond 10,000 classes": (
+        lambda t, r: _train(t, "--data-dir", str(_arrays(t, y_max=2 * 10**7))),
+        "{t}/arrays/train.npz: y\[3\] = 20000000; class ids must be below 10,000 \(0..C-1 for C "
+        "classes\)"),
+    "arrays with zero features": (
+        lambda t, r: _train(t, "--data-dir", str(_arrays(t, features=0))),
+        "{t}/arrays/train.npz: 'x' has shape \[4, 0\]; expected \[examples, features...\] with at "
+        "least one example and one feature"),
+    # Run directories that cannot be written, or are damaged.
+    "--run-dir under a file": (
+        lambda t, r: _train(t, "--run-dir", str(_notes(t) / "notes.txt" / "run")),
+        "--run-dir {t}/mine/notes.txt/run: {t}/mine/notes.txt is a file, not a directory; choose "
+        "another --run-dir"),
+    "--run-dir with a name too long": (
+        lambda t, r: _train(t, "--run-dir", str(t / ("x" * 300))),
+        "{t}/x{{300}}: file name too long; choose a shorter name"),
+    "--resume after the checkpoints were deleted": (
+        lambda t, r: (train_main, ["--run-dir", str(_copy(t, r, "checkpoints")), "--resume"]),
+        "{t}/copy/checkpoints holds no complete checkpoint, but the run has a best copy "
+        "\({t}/copy/best.5\): its checkpoints were deleted or damaged, and starting again from step "
+        "0 would replace that copy; start a new run directory \(the best copy stays where it is\)"),
+    "a best link pointing nowhere": (
+        lambda t, r: (evaluate_main, ["--run-dir", str(_copy(t, r, "best.5"))]),
+        "{t}/copy/best points to best.5, which does not exist \(the run directory is damaged\); try "
+        "--checkpoint latest"),
+    "a run file cut short": (
+        lambda t, r: (predict_main, ["--run-dir", str(_copy(t, r, cut="vocab.txt")), "体育"]),
+        "{t}/copy/vocab.txt: not valid UTF-8 \(byte \d+\); the run directory is damaged \(was the "
+        "file cut short or edited\?\)"),
+    "--checkpoint naming a directory": (
+        lambda t, r: (evaluate_main, ["--run-dir", str(r / "run"), "--checkpoint",
+                                      str(r / "run" / "checkpoints")]),
+        "--checkpoint {r}/run/checkpoints is a directory; give a checkpoint's path prefix \(e.g. "
+        "{r}/run/checkpoints/ckpt-100\), best or latest"),
+    "export --out naming a file": (
+        lambda t, r: (export_main, ["--run-dir", str(r / "run"), "--out", str(_notes(t) / "notes.txt")]),
+        "--out {t}/mine/notes.txt is a file, not a directory; choose another directory"),
 }
+
+
+def _fifo(tmp_path):
+    os.mkfifo(write_data(tmp_path / "pipe", train=GOOD) / "cnews.train.txt")
+    (tmp_path / "pipe" / "train.txt").unlink()
+    return tmp_path / "pipe"
+
+
+def _loop(tmp_path):
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    return tmp_path / "a"
+
+
+def _arrays(tmp_path, *, npy=False, y_max=1, features=2):
+    """An array data directory whose train.npz is broken as asked."""
+    directory = tmp_path / "arrays"
+    directory.mkdir()
+    y = np.array([0, 1, 0, y_max])
+    for split in ("train", "val", "test"):
+        if npy:
+            with open(directory / f"{split}.npz", "wb") as f:
+                np.save(f, np.zeros((4, 2)))
+        else:
+            np.savez(directory / f"{split}.npz", x=np.zeros((4, features)), y=y)
+    return directory
+
+
+def _copy(tmp_path, runs, remove=None, *, cut=None):
+    """A copy of the trained run with `remove` deleted or the file `cut` cut inside a character."""
+    copy = shutil.copytree(runs / "run", tmp_path / "copy", symlinks=True)
+    if remove:
+        shutil.rmtree(copy / remove)
+    if cut:
+        (copy / cut).write_bytes((copy / cut).read_bytes()[:-2])
+    return copy
 
 
 def _notes(tmp_path):
@@ -146,7 +248,6 @@ def _notes(tmp_path):
 def _without_seed(tmp_path, runs):
     """A copy of the trained run whose config.json lost its train.seed (a hand edit)."""
     import json
-    import shutil
 
     copy = shutil.copytree(runs / "run", tmp_path / "copy", symlinks=True)
     config = json.loads((copy / "config.json").read_text())
@@ -177,9 +278,9 @@ def test_bad_input_is_one_line_exit_2_and_loses_nothing(case, tmp_path, runs, ca
                                                Path("notes.txt"): b"mine\n"}
 
 
-def test_readme_error_table_lists_every_case():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme.split("## When something is wrong", 1)[1].split("\n## ", 1)[0]
+def test_the_error_table_lists_every_case():
+    page = (ROOT / "docs" / "fault-tolerance.md").read_text(encoding="utf-8")
+    table = page.split("## When something is wrong", 1)[1].split("\n## ", 1)[0]
     rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")}
     assert set(CASES) <= rows, set(CASES) - rows
 

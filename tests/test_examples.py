@@ -12,9 +12,10 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, assert_same_variables
+from conftest import ROOT, assert_same_variables, shown_python
 
 import looptrain as lt
+from looptrain.app.runs import find_runs
 from looptrain.cli import run_main, train_main
 from looptrain.errors import TaskError
 
@@ -94,6 +95,11 @@ def test_a_task_outside_the_repository_trains_resumes_and_evaluates_in_new_proce
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert "best val/mse" in out
+    # What the user sees works for their task too: lines that fit 80 columns, a hint with the
+    # Python and script that ran, an HParams session named by the run with its monitor's metrics.
+    assert all(len(line) <= 79 for line in out.splitlines() if line.startswith("step "))
+    assert f"next: {shown_python()} scripts/evaluate.py --run-dir {run} (test report)" in out
+    _assert_hparams_of_user_run(run)
     # A task argument that is not the constructor's is one line naming it; nothing is written.
     proc = _train(tmp_path / "typo", "my_regression:Regression", "--set", "task.widht=3", env=env)
     _, err = proc.communicate(timeout=300)
@@ -111,6 +117,26 @@ def test_a_task_outside_the_repository_trains_resumes_and_evaluates_in_new_proce
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "test/mse" in done.stdout and (run / "eval" / "report.json").is_file()
+    (row,) = find_runs(tmp_path)  # `make runs`: the task, its monitor, the test value
+    assert (row.name, row.model, row.state, row.step, row.monitor) == (
+        "run", "my_regression:Regression", "finished", 300, "val/mse")
+    assert row.best is not None and row.test is not None
+
+
+def _assert_hparams_of_user_run(run):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    data = {}
+    for path in (run / "logs").glob("events.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data[value.tag] = plugin_data_pb2.HParamsPluginData.FromString(
+                        value.metadata.plugin_data.content)
+    assert data["_hparams_/session_start_info"].session_start_info.group_name == run.name
+    metrics = data["_hparams_/experiment"].experiment.metric_infos
+    assert [m.display_name for m in metrics] == ["val/mse", "best/mse", "val/loss", "test/mse"]
+    assert [h.name for h in data["_hparams_/experiment"].experiment.hparam_infos][1] == "task.width"
 
 
 def test_regression_stops_early_on_val_mse_going_down(tmp_path):
@@ -121,7 +147,7 @@ def test_regression_stops_early_on_val_mse_going_down(tmp_path):
                     batch_size=32, max_steps=5000, eval_every=20, patience=100, log_every=20,
                     display=_quiet())
     assert result.monitor == "val/mse" and result.stop_reason == "early_stopping"
-    values = _scalars(tmp_path / "run" / "logs" / "val", "val/mse")
+    values = _scalars(tmp_path / "run" / "logs" / "val", "mse")
     best_step = min(values, key=values.get)  # mode "min": the smallest mse is the best
     assert result.best_step == best_step and result.best_value == pytest.approx(values[best_step])
     assert result.step == result.best_step + 100

@@ -6,6 +6,7 @@ bit-for-bit those of the run that was never interrupted; and nothing ever loses 
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, assert_same_variables, snapshot
+from conftest import ROOT, assert_same_variables, shown_python, snapshot
 
 from looptrain.errors import RunDirError, Stopped, TrainingDiverged
 from looptrain.lock import RunLock
@@ -23,7 +24,7 @@ from looptrain.tasks import losses as losses_lib
 from looptrain.app.experiment import train_and_evaluate
 from looptrain.callbacks.progress import Display
 from looptrain.engine.signals import StopSignals
-from test_loop import read_scalars
+from summaries import read_scalars
 
 # XLA on, as users get it with TextCNN (tiny.toml turns it off to keep the other tests fast).
 LONG = {"train.num_epochs": 40, "train.max_steps": 400, "train.checkpoint_every": 10,
@@ -104,13 +105,14 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_143(tiny_config, tmp_pa
     proc = _train_cmd(tiny_config, run)
     _wait_for_checkpoint_after(proc, run, 30)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert "Traceback" not in err
     step = _latest_step(run)
-    assert err.strip().splitlines()[-1] == (
-        f"stopped by SIGTERM at step {step}; checkpoint {run}/checkpoints/ckpt-{step} written; "
-        f"continue with: python scripts/train.py --run-dir {run} --resume")
+    # Said once, by the loop's log (not again on stderr), with the Python that ran the script.
+    message = (f"stopped by SIGTERM at step {step}; checkpoint {run}/checkpoints/ckpt-{step} "
+               f"written; continue with: {shown_python()} scripts/train.py --run-dir {run} --resume")
+    assert out.strip().splitlines()[-1] == message and (out + err).count("stopped by") == 1
     assert 30 < step < 400
     resumed = train_and_evaluate(tiny_config.replace(LONG), run, resume=True, display=quiet_display)
     assert resumed.step == 400
@@ -256,12 +258,28 @@ def test_resume_falls_back_to_the_newest_readable_checkpoint(tiny_config, tmp_pa
     assert_same_variables(_final(run), _final(tiny_run))
 
 
+def test_a_checkpoint_complete_but_not_yet_indexed_is_resumed_and_indexed(tiny_config, tmp_path,
+                                                                         quiet_display):
+    run = tmp_path / "run"
+    config = tiny_config.replace({"train.max_steps": 40})
+    train_and_evaluate(config, run, display=quiet_display)
+    index = run / "checkpoints" / "checkpoint"  # as if killed between ckpt-40's files and its index
+    index.write_text(index.read_text().replace('model_checkpoint_path: "ckpt-40"',
+                                               'model_checkpoint_path: "ckpt-20"'))
+    assert _final(run).endswith("ckpt-20")
+    resumed = train_and_evaluate(config, run, resume=True, display=quiet_display)
+    assert (resumed.step, resumed.steps_run) == (40, 0)  # nothing left to do, and yet:
+    assert _final(run).endswith("ckpt-40")  # `latest` readers see what was restored
+
+
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tiny_config, tmp_path,
                                                                       quiet_display):
     run = tmp_path / "run"
     train_and_evaluate(tiny_config.replace({"train.max_steps": 1}), run, display=quiet_display)
     for path in (run / "checkpoints").iterdir():  # as if killed while writing ckpt-0
         path.unlink()
+    (run / "best").unlink()  # (which comes before the first evaluation and its best copy)
+    shutil.rmtree(run / "best.1")
     result = train_and_evaluate(tiny_config.replace({"train.max_steps": 20}), run, resume=True,
                                 display=quiet_display)
     assert (result.step, result.steps_run) == (20, 20)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from looptrain.launch import TRAIN_SCRIPT, LaunchError, free_ports, launch, worker_command
+from looptrain import launch as launch_module
+from looptrain.launch import LaunchError, free_ports, launch, worker_command
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 LINE = re.compile(r"\[worker (\d+)\] (.*)")
@@ -69,7 +70,7 @@ def test_each_worker_gets_its_own_tf_config(monkeypatch):
     assert len({host.split(":")[1] for host in cluster}) == 3
     for index, config in seen.items():
         assert config == {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
-    assert out.getvalue().splitlines()[-1] == "launch_local: all 3 workers finished"
+    assert out.getvalue().splitlines()[-1] == "launch: all 3 workers finished"
 
 
 class _HalvingSink:
@@ -109,8 +110,9 @@ def test_output_lines_are_prefixed_and_never_interleaved():
     (["--set", "train.strategy_note=1"], ["--strategy", "multiworker"]),
 ])
 def test_worker_command_adds_multiworker_only_without_a_strategy(train_args, added):
-    assert worker_command(train_args) == [sys.executable, str(TRAIN_SCRIPT), *train_args, *added]
-    assert TRAIN_SCRIPT == ROOT / "scripts" / "train.py" and TRAIN_SCRIPT.is_file()
+    # The installed entry point, with this interpreter: no repository path an installed wheel lacks.
+    assert worker_command(train_args) == [sys.executable, "-m", "looptrain", "train", *train_args,
+                                          *added]
 
 
 def test_a_failing_worker_stops_the_others_and_its_status_is_returned():
@@ -120,7 +122,7 @@ def test_a_failing_worker_stops_the_others_and_its_status_is_returned():
     assert launch(2, command, grace_seconds=30, out=out) == 3
     assert time.monotonic() - start < 10  # far below the sleeper's 60 s and the 30 s grace
     assert out.getvalue().splitlines()[-1] == (
-        "launch_local: worker 1 exited with 3; stopped the others (exit statuses by worker: 143, 3)")
+        "launch: worker 1 exited with 3; stopped the others (exit statuses by worker: 143, 3)")
 
 
 def test_a_worker_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
@@ -140,7 +142,7 @@ def test_a_worker_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
     assert launch(2, command, grace_seconds=1, out=out) == 3
     assert 1 <= time.monotonic() - start < 10
     assert out.getvalue().splitlines()[-1] == (
-        "launch_local: worker 1 exited with 3; stopped the others (exit statuses by worker: 137, 3; "
+        "launch: worker 1 exited with 3; stopped the others (exit statuses by worker: 137, 3; "
         "SIGKILL after the 1 s grace)")
 
 
@@ -172,7 +174,7 @@ def test_a_signal_to_the_launcher_reaches_every_worker_once(signum):
         proc.kill()
     assert proc.returncode == 128 + signum
     assert sorted(_lines(out)) == [(0, f"got {signum.name}"), (1, f"got {signum.name}")]
-    assert out.splitlines()[-1] == (f"launch_local: got {signum.name}; forwarded it to the workers "
+    assert out.splitlines()[-1] == (f"launch: got {signum.name}; forwarded it to the workers "
                                     f"(exit statuses by worker: {128 + signum}, {128 + signum})")
 
 
@@ -216,8 +218,9 @@ def test_workers_die_with_a_sigkilled_launcher(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--num-workers", "0", "--", "--config", "c.toml"], "error: --num-workers must be at least 1, got 0"),
-    (["--num-workers", "2"], "error: give the train.py arguments after --, e.g. launch_local.py"),
-    (["--num-workers", "2", "--"], "error: give the train.py arguments after --, e.g. launch_local.py"),
+    (["--num-workers", "100000", "--", "x"], "error: --num-workers must be at most 16, got 100000 (each"),
+    (["--num-workers", "2"], "error: give the train arguments after --, e.g. launch_local.py"),
+    (["--num-workers", "2", "--"], "error: give the train arguments after --, e.g. launch_local.py"),
     (["--num-workers", "2", "--config", "c.toml"], "error: unknown arguments --config c.toml; give the"),
     (["--num-workers", "2", "--grace-seconds", "-1", "--", "x"], "error: --grace-seconds must be at least 0"),
     (["--num-workers", "two", "--", "x"], "argument --num-workers: invalid int value: 'two'"),
@@ -236,7 +239,7 @@ def test_script_runs_train_py_on_the_arguments_after_the_separator(monkeypatch):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     calls = []
-    monkeypatch.setattr(script.launch, "launch", lambda *args, **kwargs: calls.append((args, kwargs)) or 7)
+    monkeypatch.setattr(launch_module, "launch", lambda *args, **kwargs: calls.append((args, kwargs)) or 7)
     argv = ["--num-workers", "3", "--grace-seconds", "5", "--", "--run-dir", "r", "--", "x"]
     assert script.main(argv) == 7
     assert calls == [((3, worker_command(["--run-dir", "r", "--", "x"])), {"grace_seconds": 5.0})]

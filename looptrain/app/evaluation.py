@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from looptrain.app.report import Report, format_text, markdown
-from looptrain.app.report_image import axis_names, confusion_matrix_image
+from looptrain.app.report_image import CARD, axis_names, confusion_matrix_image
 from looptrain.app.experiment import make_user_task
 from looptrain.app.trained import load_trained
 from looptrain.data.corpus import load_corpus
@@ -29,8 +29,9 @@ from looptrain.data.pipeline import make_eval_dataset, text_lengths
 from looptrain.engine.checkpoint import find_checkpoint
 from looptrain.engine.evaluation import scalars
 from looptrain.engine.summaries import SummaryWriter
+from looptrain.engine.writers import METRICS_FILE, JsonlWriter
 from looptrain.errors import UserError
-from looptrain.files import write_bytes_atomic, write_text_atomic
+from looptrain.files import remove_stale_temps, write_bytes_atomic, write_text_atomic
 from looptrain.run import RunDir
 from looptrain.tasks.losses import cross_entropy
 from looptrain.evaluation import evaluate_checkpoint
@@ -118,22 +119,32 @@ def report_paths(run_dir: str | Path, split: str) -> dict[str, Path]:
             "image": eval_dir / f"confusion_matrix{suffix}.png"}
 
 
-def save_report(run_dir: str | Path, result: EvalResult) -> dict[str, Path]:
-    """Writes the report files and the TensorBoard summaries of an evaluation; returns the paths."""
+def save_report(run_dir: str | Path, result: EvalResult, *,
+                split_scalars: bool = False) -> dict[str, Path]:
+    """Writes the report files and the TensorBoard summaries of an evaluation; returns the paths.
+    `split_scalars`: the loss and accuracy as scalars for a val evaluation too (the sidecar's)."""
     report = result.report()
     paths = report_paths(run_dir, result.split)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(paths["json"], json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
-    write_text_atomic(paths["text"], format_text(report))
+    remove_stale_temps(paths["json"].parent)  # of an evaluation killed while it wrote
     title = (f"{result.split} confusion matrix - accuracy {result.accuracy:.4f} - "
              f"{result.num_examples} examples - {Path(result.checkpoint).name}")
     image = confusion_matrix_image(result.confusion, result.labels, title=title)
+    # Each file whole or not at all, and report.json last: a new one means the others are new.
     write_bytes_atomic(paths["image"], tf.io.encode_png(image).numpy())
-    _summaries(RunDir(run_dir), result, image, markdown(report))
+    write_text_atomic(paths["text"], format_text(report))
+    write_text_atomic(paths["json"], json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    # TensorBoard shows images in cards about 320 pixels wide: a picture drawn for that width.
+    card = confusion_matrix_image(
+        result.confusion, result.labels, style=CARD,
+        title=f"{result.split}: accuracy {result.accuracy:.4f}, {result.num_examples} examples")
+    _summaries(RunDir(run_dir), result, card, markdown(report),
+               with_scalars=split_scalars or result.split == "test")
     return paths
 
 
-def _summaries(run: RunDir, result: EvalResult, image: np.ndarray, text: str) -> None:
+def _summaries(run: RunDir, result: EvalResult, image: np.ndarray, text: str,
+               with_scalars: bool) -> None:
     """Image and report text into `RUN/logs/<split>` at the checkpoint's step.
 
     Test loss and accuracy go in as scalars too (the HParams dashboard shows them next to the
@@ -148,8 +159,19 @@ def _summaries(run: RunDir, result: EvalResult, image: np.ndarray, text: str) ->
     try:
         writer.image(result.step, f"{split}/confusion_matrix", image)
         writer.text(result.step, f"{split}/report", text)
-        if split == "test":
-            writer.scalars(result.step, {"test/loss": result.loss, "test/accuracy": result.accuracy})
+        if with_scalars:
+            values = {f"{split}/loss": result.loss, f"{split}/accuracy": result.accuracy}
+            writer.scalars(result.step, values)
+            _append_metrics(run, result.step, values)
+    finally:
+        writer.close()
+
+
+def _append_metrics(run: RunDir, step: int, values: dict[str, float]) -> None:
+    """The same scalars into `RUN/metrics.jsonl` (it holds what TensorBoard holds)."""
+    writer = JsonlWriter(run.path / METRICS_FILE)
+    try:
+        writer.write_scalars(step, values)
     finally:
         writer.close()
 
@@ -193,6 +215,7 @@ def save_task_report(run_dir: str | Path, result: TaskEvalResult) -> Path:
     values = scalars(result.metrics, result.split)
     path = report_paths(run_dir, result.split)["json"]
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
     report = {"split": result.split, "checkpoint": result.checkpoint, "metrics": values,
               "seconds": result.seconds}
     write_text_atomic(path, json.dumps(report, indent=2) + "\n")
@@ -201,6 +224,7 @@ def save_task_report(run_dir: str | Path, result: TaskEvalResult) -> Path:
         writer.scalars(result.step, values)
     finally:
         writer.close()
+    _append_metrics(RunDir(run_dir), result.step, values)
     return path
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from looptrain.app import hints
 from looptrain.app.inspect import RunStart
 from looptrain.callbacks import Display
 from looptrain.config import Config
@@ -52,10 +53,6 @@ def make_user_task(config: Config) -> Task:
     if not (isinstance(task_class, type) and issubclass(task_class, Task)):
         raise ConfigError(f"'task.path' is {config.task_path!r}, which is not an lt.Task subclass")
     return task_class(**config.task_params)
-
-
-def resume_command(run_dir: str | Path) -> str:
-    return f"python scripts/train.py --run-dir {run_dir} --resume"
 
 
 def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = False,
@@ -104,4 +101,4 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
 
     return fit(task, train=train, val=val, run_dir=run_dir, resume=resume, display=display,
                callbacks=[RunStart(config, display, input_spec)], on_start=on_start,
-               resume_hint=resume_command(run_dir), **loop_settings(config))
+               resume_hint=hints.resume(run_dir), **loop_settings(config))

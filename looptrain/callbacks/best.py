@@ -67,7 +67,8 @@ class Best(tf.Module):
 
 
 class BestCopy(Callback):
-    """Writes the task's weights (without optimizers) to `RUN/best` whenever `best` improves."""
+    """Writes the task's weights (without optimizers) to `RUN/best` whenever `best` improves: the
+    weights evaluation uses (`Callback.evaluation_weights`, e.g. EMA's averages)."""
 
     def __init__(self, best: Best, checkpoints):
         self.best, self.checkpoints = best, checkpoints
@@ -75,7 +76,8 @@ class BestCopy(Callback):
     def _maybe_save(self, loop, logs) -> None:
         if self.best.consider(loop.step, logs):
             values = {key.replace("/", "_"): value for key, value in logs.items()}
-            self.checkpoints.save_best(loop.step, {"monitor": self.best.monitor, **values})
+            with loop.callbacks.evaluation_weights():  # e.g. EMA's averages
+                self.checkpoints.save_best(loop.step, {"monitor": self.best.monitor, **values})
 
     def on_eval_end(self, loop, logs) -> None:
         self._maybe_save(loop, logs)

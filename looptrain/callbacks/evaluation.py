@@ -27,5 +27,8 @@ class Evaluation(Callback):
     def on_call_end(self, loop, result) -> None:
         if (self.cadence.due(loop.step) or loop.stopping) and self._done_at != loop.step:
             self._done_at = loop.step
-            logs = self.agreement.mean(scalars(self.evaluator(self.dataset), self.split))
-            loop.callbacks.dispatch("on_eval_end", loop, logs)
+            # The weights callbacks choose for evaluation (EMA's averages), also while the others
+            # act on its values (the best copy saves them).
+            with loop.callbacks.evaluation_weights():
+                logs = self.agreement.mean(scalars(self.evaluator(self.dataset), self.split))
+                loop.callbacks.dispatch("on_eval_end", loop, logs)

@@ -17,9 +17,15 @@ from looptrain.engine.callback import Callback, Periodic
 from looptrain.task import trainable_variables
 
 
+# Tag prefixes in `logs/train`. TensorBoard groups tags by their first component and sorts the
+# groups by name: the per-layer norms sit in one "norms" group, after `accuracy`, `loss`,
+# `learning_rate`, out of their way.
+WEIGHTS, GRADIENTS, NORMS = "weights/", "gradients/", "norms/gradient/"
+
+
 class Histograms(Callback, InCallHook):
-    """Writes `train/weights/<path>`, `train/gradients/<path>` and `train/gradient_norm/<path>`
-    (and `train/gradient_norm/global`) every `every` steps.
+    """Writes the histograms `weights/<path>` and `gradients/<path>` and the scalars
+    `norms/gradient/<path>` (and `norms/gradient/global`) into `logs/train` every `every` steps.
 
     Args:
         task: the built task (its `objective`, if any, gives the gradients).
@@ -54,11 +60,10 @@ class Histograms(Callback, InCallHook):
         # Tags take the enclosing name scope (a tf.cond branch's is "cond/"): start at the top.
         with self.writer.as_default("train"), tf.name_scope(""):
             for i, variable in enumerate(self.variables):
-                tf.summary.histogram(f"train/weights/{variable.path}", variable, step=step)
+                tf.summary.histogram(f"{WEIGHTS}{variable.path}", variable, step=step)
                 if gradients is not None:
-                    tf.summary.histogram(f"train/gradients/{variable.path}", gradients[i], step=step)
-                    tf.summary.scalar(f"train/gradient_norm/{variable.path}",
+                    tf.summary.histogram(f"{GRADIENTS}{variable.path}", gradients[i], step=step)
+                    tf.summary.scalar(f"{NORMS}{variable.path}",
                                       tf.norm(gradients[i]), step=step)
             if gradients is not None:
-                tf.summary.scalar("train/gradient_norm/global", tf.linalg.global_norm(gradients),
-                                  step=step)
+                tf.summary.scalar(f"{NORMS}global", tf.linalg.global_norm(gradients), step=step)

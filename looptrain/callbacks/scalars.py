@@ -27,9 +27,14 @@ class Scalars(Callback, InCallHook):
         self.writer.record("scalar", step, logs)
 
     def on_eval_end(self, loop, logs) -> None:
-        values = dict(logs)
-        if self.best is not None and self.best.consider(loop.step, logs) is not None:
-            split, _, name = self.best.monitor.partition("/")
-            values[f"{split}/best_{name}"] = self.best.best_value
-        self.writer.scalars(loop.step, values)
+        self.writer.scalars(loop.step, with_best(logs, self.best, loop.step))
         self.writer.flush()
+
+
+def with_best(logs: dict[str, float], best: Best | None, step: int) -> dict[str, float]:
+    """An evaluation's values plus `<split>/best_<name>` of `best`'s monitor when they hold it."""
+    values = dict(logs)
+    if best is not None and best.consider(step, logs) is not None:
+        split, _, name = best.monitor.partition("/")
+        values[f"{split}/best_{name}"] = best.best_value
+    return values

@@ -78,7 +78,11 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         raise DataError(f"{path.parent}: no {path.name}; array data needs train.npz, val.npz and "
                         f"test.npz, each with arrays 'x' and 'y'")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # np.save's format under an .npz name
+            raise DataError(f"{path}: one array in .npy format, not an .npz archive of 'x' and "
+                            f"'y'; save it with np.savez(path, x=..., y=...)")
+        with loaded as npz:
             missing = [key for key in ("x", "y") if key not in npz.files]
             if missing:
                 held = ", ".join(npz.files) or "nothing"

@@ -94,7 +94,11 @@ def resolve_data_dir(data_dir: str, embedded: str = "text") -> Path:
         if embedded == "images":
             return images.ensure(DEFAULT_IMAGE_DIR).resolve()
         return synthetic.ensure(DEFAULT_DATA_DIR).resolve()
-    return Path(data_dir).expanduser().resolve()
+    try:
+        return Path(data_dir).expanduser().resolve()
+    except RuntimeError:  # Python 3.11's resolve() on a loop of symbolic links
+        raise DataError(f"--data-dir {data_dir}: a loop of symbolic links; fix the links or give "
+                        f"the directory itself") from None
 
 
 def load_corpus(data_dir: str | Path, *, seq_length: int, vocab_size: int,

@@ -9,8 +9,8 @@ checkpoint holds two integers:
 - `FileSource`: one file per example (e.g. images), decoded in the graph.
 Each takes a `transform(batch, seeds)` for augmentation that stays exact.
 
-Sequential (`streams`: `DatasetSource`, `TFRecordSource`, `FunctionSource`): the iterator in the
-checkpoint on one device, a skip to the position under a strategy.
+Sequential (`streams`: `DatasetSource`, `TFRecordSource`, `FunctionSource`): a TFRecord stream's
+iterator in the checkpoint on one device; otherwise the stream rebuilt and skipped to the position.
 
 `as_source` turns what the user passed into one of these.
 """

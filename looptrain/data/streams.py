@@ -5,12 +5,17 @@
   shuffle buffer, parsed and batched by looptrain.
 - `FunctionSource`: a function from the start step to a dataset of the batches from there on.
 
-On one device a dataset's iterator goes into the checkpoint (`tf.train.Checkpoint` saves its
-state, shuffle buffers included), so a resumed run continues exactly; the run log says how many
-bytes that is. Under a `tf.distribute` strategy iterators cannot be checkpointed
-(tensorflow#56372), so a resumed run rebuilds the stream and skips the batches already read:
+A resumed run rebuilds a `tf.data.Dataset` source's stream and skips the batches already read:
 exact when the stream is deterministic (the same seeds give the same order), at the cost of
-reading those batches again.
+reading those batches again. Its iterator is not checkpointed, although TensorFlow can save it on
+one device: a `shuffle()` that reshuffles each epoch keeps its epoch seeds outside the iterator
+state once an epoch's shuffle iterator is used up (tensorflow#48178), so a checkpoint taken at the
+end of an epoch (or at any step, once tf.data's injected prefetch has read ahead to it) resumed
+with another epoch's order. `TFRecordSource` builds its own stream, one shuffle buffer over all
+epochs that never runs out mid-run: on one device its iterator goes into the checkpoint (buffers
+included; the run log says how many bytes), so a resumed run continues exactly without reading
+again. Under a `tf.distribute` strategy iterators cannot be checkpointed (tensorflow#56372): a
+TFRecord stream is rebuilt and skipped too.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class DatasetSource:
 
     positional = False
     sized = False
+    # Whether the iterator is the data position on one device (else the stream is replayed).
+    checkpoint_iterator = False
 
     def __init__(self, dataset: tf.data.Dataset):
         self.dataset = dataset
@@ -67,6 +74,8 @@ class TFRecordSource(DatasetSource):
         shuffle_buffer: examples in the shuffle buffer (0: no shuffling within shards).
         cycle_length: shards read at the same time.
     """
+
+    checkpoint_iterator = True  # its one shuffle buffer spans the run: never used up mid-run
 
     def __init__(self, files, parse: Callable, *, num_examples: int | None = None,
                  shuffle_buffer: int = 1024, cycle_length: int = 4):

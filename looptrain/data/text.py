@@ -44,6 +44,8 @@ def find_split_file(data_dir: str | Path, split: str) -> Path:
         DataError: the directory or the file is missing, or several files match.
     """
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} is a file, not a directory (pass --data-dir DIR)")
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist (pass --data-dir DIR)")
     exact = data_dir / f"{split}.txt"

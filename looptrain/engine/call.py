@@ -51,6 +51,12 @@ class InCallHook:
     def in_call(self, step: tf.Tensor, logs: dict[str, tf.Tensor]) -> None:
         """Runs inside the trace; `logs` are the log step's `train/...` tensors (zeros when the
         call does not end on a log step)."""
+        return None  # (a body of its own: AutoGraph cannot convert a docstring alone)
+
+    def after_step(self, step: tf.Tensor, sound: tf.Tensor) -> None:
+        """Runs inside the compiled loop after every step (only if overridden: nothing is traced
+        otherwise): `step` is the global step it reached (int64), `sound` whether its values were
+        finite and its update applied."""
 
 
 class TrainCall:
@@ -78,13 +84,17 @@ class TrainCall:
         self.skip_nonfinite = skip_nonfinite
         self.log_values = dict(log_values or {})
         self.hooks = list(hooks)
+        self._per_step = [h for h in self.hooks if type(h).after_step is not InCallHook.after_step]
         self.names: list[str] | None = None  # set by the first trace of the step
         self._update = tf.function(self._update_fn, jit_compile=jit_compile) if (
             jit_compile and strategy is None) else self._update_fn
         # Discover what the step returns (a trace, nothing runs); optimizer slots a step creates
-        # are created here, under the strategy's scope, before any checkpoint restore.
+        # are created here, under the strategy's scope, before any checkpoint restore. The
+        # compiled call's loop calls this same function, so the step is traced once, not twice
+        # (a nested function is inlined into the loop: no cost per step).
+        self._next_step = tf.function(lambda it: self._one(next(it)))
         with strategy.scope() if strategy else contextlib.nullcontext():
-            tf.function(lambda it: self._one(next(it))).get_concrete_function(iterator)
+            self._next_step.get_concrete_function(iterator)
         count = len(self.names)
         self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
         self.last_nonfinite = {"step": tf.Variable(0, dtype=tf.int64, trainable=False),
@@ -96,13 +106,14 @@ class TrainCall:
 
     # ---------------------------------------------------------------- one step
     def _update_fn(self, batch, global_batch_size, num_replicas):
-        """The task's step in its context; returns its scalars as float32 `[k]` and whether the
-        step was sound (finite values and gradients, update applied)."""
+        """The task's step in its context; returns its scalars and the global batch size as
+        float32 `[k + 1]`, and whether the step was sound (finite values and gradients, update
+        applied)."""
         context = StepContext(global_batch_size=global_batch_size, num_replicas=num_replicas,
                               skip_nonfinite=self.skip_nonfinite)
         with step_context(context):
             outputs = self.task.train_step(batch)
-        values = self._stack(outputs)
+        values = self._stack(outputs, global_batch_size)
         if self.skip_nonfinite and not context.used_apply_gradients:
             raise TaskError(f"on_nan = 'skip' holds back a non-finite update, which needs "
                             f"{type(self.task).__name__}.train_step to apply its gradients with "
@@ -111,12 +122,15 @@ class TrainCall:
             raise TaskError(f"under a tf.distribute strategy {type(self.task).__name__}.train_step "
                             f"must apply its gradients with lt.apply_gradients (and average its "
                             f"loss with lt.batch_mean), or the replicas' updates do not add up")
+        # The batch size in `values` is finite; an update is held back (not applied) only under
+        # skip_nonfinite, so only then are the applied flags anything but a constant True.
         sound = tf.reduce_all(tf.math.is_finite(values))
-        for flag in context.finite + context.applied:
+        for flag in context.finite + (context.applied if self.skip_nonfinite else []):
             sound &= flag
         return values, sound
 
-    def _stack(self, outputs) -> tf.Tensor:
+    @tf.autograph.experimental.do_not_convert  # explicit graph code: converting it costs start-up
+    def _stack(self, outputs, size) -> tf.Tensor:
         if not isinstance(outputs, dict) or not outputs:
             raise TaskError(f"{type(self.task).__name__}.train_step must return a non-empty dict "
                             f"of named scalars, e.g. {{'loss': loss}}; got {type(outputs).__name__}")
@@ -133,14 +147,13 @@ class TrainCall:
                 raise TaskError(f"{type(self.task).__name__}.train_step returned '{name}' of shape "
                                 f"{value.shape}; return scalars (e.g. a batch mean)")
             values.append(tf.cast(value, tf.float32))
-        return tf.stack(values)
+        return tf.stack([*values, tf.cast(size, tf.float32)])
 
     def _one(self, element):
-        """One step on one iterator element: `(values [k], examples, sound)`."""
+        """One step on one iterator element: `(values [k + 1], sound)`, the last value the number
+        of examples."""
         if self.strategy is None:
-            size = tf.shape(tf.nest.flatten(element)[0])[0]
-            values, sound = self._update(element, size, 1)
-            return values, tf.cast(size, tf.float32), sound
+            return self._update(element, tf.shape(tf.nest.flatten(element)[0])[0], 1)
         replicas = self.strategy.num_replicas_in_sync
 
         def replica_fn(batch, size=None):
@@ -148,41 +161,49 @@ class TrainCall:
                 local = tf.shape(tf.nest.flatten(batch)[0])[0]
                 size = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)
             values, sound = self._update_fn(batch, size, replicas)
-            return values, tf.cast(size, tf.float32), 1.0 - tf.cast(sound, tf.float32)
+            return values, 1.0 - tf.cast(sound, tf.float32)
 
         args = tuple(element) if self.sized else (element,)
-        values, size, unsound = self.strategy.run(replica_fn, args=args)
+        values, unsound = self.strategy.run(replica_fn, args=args)
         reduce = self.strategy.reduce
+        # The mean of the replicas' equal global batch sizes is that size (exact in float32).
         return (reduce(tf.distribute.ReduceOp.MEAN, values, axis=None),
-                self.strategy.experimental_local_results(size)[0],
                 tf.equal(reduce(tf.distribute.ReduceOp.SUM, unsound, axis=None), 0.0))
 
     # ---------------------------------------------------------------- the loops
     def _until_nonfinite(self, iterator, num_steps):
-        """Steps until `num_steps` or the first unsound one (which ends the loop)."""
-        zeros = tf.zeros([len(self.names)])
+        """Steps until `num_steps` or the first unsound one (which ends the loop).
 
-        def more(i, sums, before, examples, sound):
-            return (i < num_steps) & sound
+        Three loop variables, not more: each costs the compiled loop a few control-flow ops per
+        step, which a fast model notices (docs/performance-bench.md). The step count jumps past
+        `num_steps` at an unsound step, which ends the loop without a flag; the sums carry the
+        examples as their last entry; the sums before the last step give its values back.
+        """
+        zeros = tf.zeros([len(self.names) + 1])
 
-        def body(i, sums, before, examples, sound):
-            values, size, sound = self._one(next(iterator))
-            return i + 1, sums + values, sums, examples + size, sound
+        def body(i, sums, before):
+            values, sound = self._next_step(iterator)
+            self._after_step(i, sound)
+            return tf.where(sound, i + 1, i + 1 + num_steps), sums + values, sums
 
-        i, sums, before, examples, sound = tf.while_loop(
-            more, body, (tf.constant(0, num_steps.dtype), zeros, zeros, tf.constant(0.0),
-                         tf.constant(True)))
-        bad = tf.logical_not(sound)
-        self._count_nonfinite(tf.cast(bad, tf.int64), i, sums - before, bad)
-        counted = tf.cast(i, tf.float32) - tf.cast(bad, tf.float32)
-        return i, tf.where(sound, sums, before), counted, examples
+        i, sums, before = tf.while_loop(lambda i, *_: i < num_steps, body,
+                                        (tf.constant(0, num_steps.dtype), zeros, zeros))
+        bad = i > num_steps
+        steps = tf.where(bad, i - num_steps, i)
+        last = sums - before
+        self._count_nonfinite(tf.cast(bad, tf.int64), steps, last[:-1], bad)
+        counted = tf.cast(steps, tf.float32) - tf.cast(bad, tf.float32)
+        # The unsound step's values are left out of the means, its examples counted.
+        return steps, tf.where(bad, before, sums)[:-1], counted, sums[-1]
 
     def _skipping(self, iterator, num_steps):
         """All `num_steps` steps; unsound ones (their updates held back) left out of the sums."""
         zeros = tf.zeros([len(self.names)])
 
         def body(i, sums, counted, examples, bad, last, last_at):
-            values, size, sound = self._one(next(iterator))
+            values, sound = self._next_step(iterator)
+            values, size = values[:-1], values[-1]
+            self._after_step(i, sound)
             return (i + 1, sums + tf.where(sound, values, zeros), counted + tf.cast(sound, tf.float32),
                     examples + size, bad + tf.cast(tf.logical_not(sound), tf.int64),
                     tf.where(sound, last, values), tf.where(sound, last_at, i + 1))
@@ -194,6 +215,14 @@ class TrainCall:
         self._count_nonfinite(bad, last_at, last, bad > 0)
         return i, sums, counted, examples
 
+    def _after_step(self, i, sound):
+        """The per-step hooks, after the step `i` steps into the call."""
+        if self._per_step:
+            step = self.step + tf.cast(i, tf.int64) + 1
+            for hook in self._per_step:
+                hook.after_step(step, sound)
+
+    @tf.autograph.experimental.do_not_convert
     def _count_nonfinite(self, count, at, values, any_bad):
         """Adds `count` non-finite steps; the last one was `at` steps into the call, with `values`."""
         step = self.step + tf.cast(at, tf.int64)

@@ -113,9 +113,13 @@ class Loop:
                     self._stop_on_signal(signum)
                 end = self.step + self._steps_to_next_event()
                 began = time.perf_counter()
-                result = self.call(self.iterator, end - self.step,
-                                   log=end % self.log_every == 0 or end == self.total_steps,
-                                   due=[hook.due(end, self.total_steps) for hook in self.call.hooks])
+                # A step marker around the compiled call alone (nothing is recorded unless a
+                # profiler runs): the Profile tab's steps; a call is one step in a profile window.
+                with tf.profiler.experimental.Trace("train", step_num=end, _r=1):
+                    result = self.call(self.iterator, end - self.step,
+                                       log=end % self.log_every == 0 or end == self.total_steps,
+                                       due=[hook.due(end, self.total_steps)
+                                            for hook in self.call.hooks])
                 train_seconds += time.perf_counter() - began
                 examples += result.examples
                 self.step = result.step
@@ -152,7 +156,7 @@ class Loop:
         message = (f"stopped by {name} at step {self.step}; checkpoint {self.last_checkpoint} "
                    f"written; continue with: {self.resume_hint}")
         self.log(message)
-        raise Stopped(message, signum)
+        raise Stopped(message, signum, logged=True)
 
     def _worker_lost(self, exc: tf.errors.OpError) -> None:
         """A collective failed because a peer died: stop with one line saying how to go on."""

@@ -4,7 +4,7 @@
 - `default`: no distribution (one device; the fast path with the XLA-compiled update).
 - `mirrored`: `MirroredStrategy` over `train.num_devices` local devices: GPUs, or on a CPU-only host
   that many logical CPU devices (so the distributed path runs, and is tested, anywhere).
-- `multiworker`: `MultiWorkerMirroredStrategy`, one process per host (or per `launch_local.py`
+- `multiworker`: `MultiWorkerMirroredStrategy`, one process per host (or per `looptrain launch`
   worker), configured by the `TF_CONFIG` environment variable; worker 0 is the chief.
 
 The global batch stays `train.batch_size`: each global batch is cut into one slice per replica
@@ -32,6 +32,12 @@ from pathlib import Path
 import tensorflow as tf
 
 from looptrain.errors import ConfigError
+
+
+# Logical CPU devices share one host's cores: they exist to run (and test) the distributed path
+# anywhere, never to speed it up, and each adds a copy of the graph (64 took 7 minutes to build
+# on this project's 2-core machine before they failed on batches smaller than 64).
+MAX_LOGICAL_CPUS = 8
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,8 @@ def make_strategy(strategy: str, num_devices: int) -> tf.distribute.Strategy | N
         return tf.distribute.MirroredStrategy(local_devices(num_devices))
     if not os.environ.get("TF_CONFIG"):
         raise ConfigError("train.strategy = multiworker needs the TF_CONFIG environment variable "
-                          "(cluster and task index); start the workers with scripts/launch_local.py "
-                          "or set TF_CONFIG on each host")
+                          "(cluster and task index); start the workers with looptrain launch or "
+                          "set TF_CONFIG on each host")
     if num_devices > 1 and not tf.config.list_physical_devices("GPU"):
         raise ConfigError("train.num_devices > 1 with multiworker needs GPUs: each CPU worker "
                           "computes on one device (start more workers instead)")
@@ -78,6 +84,11 @@ def local_devices(num_devices: int) -> list[str]:
             raise ConfigError(f"train.num_devices = {num_devices} but this host has {len(gpus)} GPUs")
         return [f"/gpu:{i}" for i in range(num_devices or len(gpus))]
     count = max(num_devices, 1)
+    if count > MAX_LOGICAL_CPUS:
+        raise ConfigError(f"train.num_devices = {count}: this host has no GPU, and at most "
+                          f"{MAX_LOGICAL_CPUS} logical CPU devices are made (they share the same "
+                          f"cores, so they run the distributed path without speeding it up, and each "
+                          f"adds a copy of the graph to build)")
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
         tf.config.set_logical_device_configuration(
@@ -87,10 +98,24 @@ def local_devices(num_devices: int) -> list[str]:
     available = len(tf.config.list_logical_devices("CPU"))
     if available < count:
         raise ConfigError(f"train.num_devices = {count}: TensorFlow already started in this process "
-                          f"with {available} CPU device(s); start a new process (scripts/train.py), "
+                          f"with {available} CPU device(s); start a new process (looptrain train), "
                           f"or call looptrain.engine.distribute.local_devices({count}) before any "
                           f"other TensorFlow op")
     return [f"/cpu:{i}" for i in range(count)]
+
+
+def check_replicas(strategy: tf.distribute.Strategy | None, batch_size: int) -> None:
+    """Refuses more replicas than examples in a batch: a replica without examples would run the
+    model on an empty slice, which TensorFlow's convolutions cannot do.
+
+    Raises:
+        ConfigError: naming both numbers.
+    """
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if replicas > batch_size:
+        raise ConfigError(f"train.batch_size = {batch_size} is smaller than the {replicas} replicas "
+                          f"(devices x workers) it is split across; every replica needs examples: "
+                          f"raise the batch size or use fewer devices")
 
 
 def role_of(strategy: tf.distribute.Strategy | None) -> Role:

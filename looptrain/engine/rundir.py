@@ -16,9 +16,12 @@ data.json and eval/; see `looptrain.run`).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
+from looptrain import oserrors
 from looptrain.errors import RunDirError
 from looptrain.files import listing, write_text_atomic
 from looptrain.lock import RunLock
@@ -33,6 +36,9 @@ class RunDir:
     """Paths and guards of one run directory."""
 
     def __init__(self, path: str | Path):
+        if not isinstance(path, (str, os.PathLike)):
+            raise RunDirError(f"run_dir must be a path (a str or pathlib.Path), got "
+                              f"{type(path).__name__} {path!r}")
         self.path = Path(path)
         self.fit_file = self.path / "fit.json"
         self.log_file = self.path / "train.log"
@@ -49,10 +55,11 @@ class RunDir:
 
     def check_location(self) -> None:
         """Refuses a run directory that cannot be a run's own: `/`, the current or home directory
-        (which `--run-dir ""` or `.` name), a file, or a dangling symlink.
+        (which `--run-dir ""` or `.` name), a file, or a dangling symlink; or that could not be
+        written (under a file, a name too long, read-only or not permitted).
 
         Raises:
-            RunDirError: naming the path and what to do.
+            RunDirError, FileSystemError: naming the path and what to do.
         """
         path = self.path
         if path.is_symlink() and not path.exists():
@@ -61,6 +68,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise RunDirError(f"--run-dir {path} is a file, not a directory; choose another "
                               f"--run-dir")
+        self._check_writable()
         resolved = path.resolve()
         for special, what in ((Path("/"), "the root directory"), (Path.cwd(), "the current directory"),
                               (Path.home(), "your home directory")):
@@ -68,21 +76,40 @@ class RunDir:
                 raise RunDirError(f"--run-dir '{path}' is {what}; a run needs a directory of its own, "
                                   f"e.g. --run-dir runs/NAME")
 
-    def check_new(self) -> None:
+    def _check_writable(self) -> None:
+        """Refuses, before anything starts, a run directory that could not be written: under a
+        file, with a name too long, on read-only storage or without write permission."""
+        path, missing = self.path.absolute(), []
+        while not path.exists() and path != path.parent:
+            missing.append(path.name)
+            path = path.parent
+        if not path.is_dir():
+            raise RunDirError(f"--run-dir {self.path}: {path} is a file, not a directory; choose "
+                              f"another --run-dir")
+        if any(len(os.fsencode(name)) > os.pathconf(path, "PC_NAME_MAX") for name in missing):
+            raise oserrors.refusal(errno.ENAMETOOLONG, self.path)
+        if not os.access(path, os.W_OK | os.X_OK):
+            read_only = os.statvfs(path).f_flag & os.ST_RDONLY
+            raise oserrors.refusal(errno.EROFS if read_only else errno.EACCES, path)
+
+    def check_new(self, *, resume_hint: str = "--resume", other: str = "another --run-dir") -> None:
         """Refuses to start a fresh run where one already exists or where files of someone else's
         are (nothing is overwritten): the directory must be missing, empty, or hold only an
         unfinished start of looptrain's own (its lock file and start files, no fit.json).
 
         Raises:
             RunDirError: the directory holds a run, or other files.
+
+        `resume_hint` and `other` are how the messages say to continue the run or choose another
+        directory (the command line's `make resume RUN=x` / `another RUN=`).
         """
         self.check_location()
         if self.has_checkpoint():
             raise RunDirError(f"{self.path} already holds a run with checkpoints: continue it with "
-                              f"--resume, or choose another --run-dir")
+                              f"{resume_hint}, or choose {other}")
         if self.fit_file.exists():
             raise RunDirError(f"{self.path} already holds a run that stopped before its first checkpoint: "
-                              f"continue it with --resume, or choose another --run-dir")
+                              f"continue it with {resume_hint}, or choose {other}")
         if self.path.is_dir():
             names = {p.name for p in self.path.iterdir()}
             ours = ".lock" in names and names <= START_FILES

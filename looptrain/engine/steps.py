@@ -17,6 +17,9 @@ across replicas once (`apply_gradients`), and the loop averages every returned s
 replicas. With equal slices that is each replica's plain mean; uneven slices (a partial last batch)
 and empty ones are weighted exactly.
 
+The helpers are plain graph code: AutoGraph, which converts the user's step, leaves them as they are
+(`do_not_convert`): converting them cost every run's start-up about a second.
+
 The engine runs every `train_step` trace inside a `StepContext` that tells the helpers the global
 batch size, the replica count and the non-finite policy, and collects what they report (whether
 the step's gradients were finite, whether its update was applied).
@@ -59,12 +62,14 @@ def step_context(context: StepContext):
         stack.pop()
 
 
+@tf.autograph.experimental.do_not_convert
 def current_context() -> StepContext | None:
     """The context of the `train_step` being traced by the loop, or None (e.g. in a user test)."""
     stack = getattr(_local, "stack", [])
     return stack[-1] if stack else None
 
 
+@tf.autograph.experimental.do_not_convert
 def batch_mean(values) -> tf.Tensor:
     """The mean over the global batch of per-example `values` (`[batch, ...]`, summed over axis 0).
 
@@ -81,6 +86,7 @@ def batch_mean(values) -> tf.Tensor:
     return total * context.num_replicas / tf.cast(context.global_batch_size, dtype)
 
 
+@tf.autograph.experimental.do_not_convert
 def model_losses(*models: keras.Model) -> tf.Tensor:
     """The sum of the models' `losses` (regularisation, `add_loss`) as float32, 0 when none.
 
@@ -91,6 +97,7 @@ def model_losses(*models: keras.Model) -> tf.Tensor:
     return tf.add_n(losses) if losses else tf.constant(0.0)
 
 
+@tf.autograph.experimental.do_not_convert
 def dense(gradients):
     """Gradients with every `IndexedSlices` (an embedding's) summed into a dense tensor.
 
@@ -102,6 +109,7 @@ def dense(gradients):
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
 
 
+@tf.autograph.experimental.do_not_convert
 def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables, *,
                     clip_norm: float | None = None) -> tf.Tensor:
     """Applies `gradients` to `variables` with the loop's guarantees; returns the global norm.
@@ -182,7 +190,7 @@ def _reduce_once(optimizer) -> None:
     Keras 3's TensorFlow optimizer all-reduces (sums) gradients in `apply_gradients` and clips
     before that; `apply_gradients` above averages them once itself, before the norm, the
     finiteness check and the clipping, so the optimizer must apply them as they are. Keras offers
-    no public switch for this: `tests/test_distribute.py` pins the hook's existence, and the
+    no public switch for this: `tests/engine/test_distribute.py` pins the hook's existence, and the
     distributed-equals-one-device tests pin the result.
     """
     inner = getattr(optimizer, "inner_optimizer", optimizer)

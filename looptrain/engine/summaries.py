@@ -1,8 +1,10 @@
 """TensorBoard writing: one `tf.summary` writer per split under `RUN/logs/<split>`.
 
 The loop hands over flat metric dicts keyed `split/name` (`train/loss`, `val/accuracy`); the split
-prefix picks the writer and the full key is the tag, so the loop never touches `tf.summary` itself.
-Text, images and histograms follow the same `split/name` convention.
+prefix picks the writer and the rest is the tag (Keras' layout: `loss` in `logs/train` and in
+`logs/val`), so TensorBoard draws a run's training and validation curves of one metric in one
+chart, one colour per run and split. The loop never touches `tf.summary` itself. Text, images and
+histograms follow the same `split/name` convention.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from looptrain.engine.writers import MetricWriter
 
-class SummaryWriter:
-    """Writes `split/name` scalars into `logdir/<split>` event files."""
+
+class SummaryWriter(MetricWriter):
+    """Writes `split/name` scalars into `logdir/<split>` event files (the TensorBoard
+    `MetricWriter`; also inside compiled calls, see `record`)."""
 
     def __init__(self, logdir: Path):
         self.logdir = Path(logdir)
@@ -30,6 +35,13 @@ class SummaryWriter:
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Writes each `split/name: value` at `step`."""
         self._write("scalar", step, values)
+
+    def write_scalars(self, step: int, values: dict[str, float]) -> None:
+        self.scalars(step, values)
+
+    def rewind(self, step: int) -> int:
+        self.close()
+        return drop_events_after(self.logdir, step)
 
     def _write(self, kind: str, step: int, values: dict) -> None:
         """Writes all `values` of one kind in one compiled call.
@@ -60,17 +72,17 @@ class SummaryWriter:
             for split, items in by_split.items():
                 with self._writer(split).as_default():
                     for key, value in items.items():
-                        summary(key, value, step=step)
+                        summary(tag_of(key), value, step=step)
 
     def text(self, step: int, key: str, markdown: str) -> None:
-        """Writes Markdown text (TensorBoard's text dashboard) under the tag `key`."""
+        """Writes Markdown text (TensorBoard's text dashboard) of `key` (`split/name`)."""
         with self._writer(key.partition("/")[0]).as_default():
-            tf.summary.text(key, markdown, step=step)
+            tf.summary.text(tag_of(key), markdown, step=step)
 
     def image(self, step: int, key: str, image: np.ndarray) -> None:
-        """Writes one uint8 `[height, width, 3]` image under the tag `key`."""
+        """Writes one uint8 `[height, width, 3]` image of `key` (`split/name`)."""
         with self._writer(key.partition("/")[0]).as_default():
-            tf.summary.image(key, image[np.newaxis], step=step)
+            tf.summary.image(tag_of(key), image[np.newaxis], step=step)
 
     def histograms(self, step: int, values: dict[str, np.ndarray]) -> None:
         """Writes a histogram of each `split/name: array` at `step`."""
@@ -92,6 +104,12 @@ class SummaryWriter:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+
+
+def tag_of(key: str) -> str:
+    """The TensorBoard tag of a `split/name` key: `name` (the split is the event file's directory)."""
+    split, _, name = key.partition("/")
+    return name or split
 
 
 def drop_events_after(logdir: Path, step: int) -> int:

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import keras
 
+from looptrain.errors import ConfigError
 from looptrain.models.layers import kernel_regularizer
 from looptrain.models.registry import register
+
+
+# The last block's filters at most: its 3x3 weights then hold 9 * 2048 * 4096 (75 million) floats.
+MAX_FILTERS = 4096
 
 
 @register("convnet")
@@ -45,6 +50,15 @@ class ConvNet(keras.Model):
                                          name="fc")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
         self.classifier = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")
+
+    def check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuses blocks wider than `MAX_FILTERS` (the filters double per block: 40 blocks of 16
+        would ask for 16 * 2**39 filters, and the allocation fails after minutes)."""
+        widest = self.conv_0.filters * 2 ** (self.num_layers - 1)
+        if widest > MAX_FILTERS:
+            raise ConfigError(f"model.num_layers = {self.num_layers} with model.num_filters = "
+                              f"{self.conv_0.filters} gives the last block {widest:,} filters (they "
+                              f"double per block); at most {MAX_FILTERS:,}: use fewer layers or filters")
 
     def call(self, images, training=False):
         h = images

@@ -81,17 +81,19 @@ class CharNgramBag(keras.layers.Layer):
 
     def call(self, token_ids):
         ids = ops.cast(token_ids, "int32")
+        dtype = self.compute_dtype  # bfloat16 under mixed precision; the counts stay float32
         valid = ops.cast(ops.not_equal(ids, 0), "float32")
-        total = ops.sum(ops.take(self.char_embeddings, ids, axis=0) * valid[..., None], axis=1)
+        total = ops.sum(ops.take(self.char_embeddings, ids, axis=0)
+                        * ops.cast(valid, dtype)[..., None], axis=1)
         count = ops.sum(valid, axis=1)
         for n in range(2, self.ngram_max + 1):
             if ids.shape[1] is not None and ids.shape[1] < n:
                 break  # texts this short have no n-gram of this order
             buckets, in_text = self.hash_ngrams(ids, n)
             rows = ops.take(self.ngram_embeddings, buckets, axis=0)
-            total = total + ops.sum(rows * in_text[..., None], axis=1)
+            total = total + ops.sum(rows * ops.cast(in_text, dtype)[..., None], axis=1)
             count = count + ops.sum(in_text, axis=1)
-        return total / ops.maximum(count, 1.0)[:, None]
+        return total / ops.cast(ops.maximum(count, 1.0), dtype)[:, None]
 
     def hash_ngrams(self, ids, n: int):
         """Bucket ids `[batch, length - n + 1]` of the order-`n` n-grams starting at each position,

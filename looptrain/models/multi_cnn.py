@@ -40,11 +40,13 @@ class MultiCNN(keras.Model):
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
         self.classifier = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")
 
-    def call(self, token_ids, training=False):
-        length = token_ids.shape[1]
-        if length is not None and length < max(self.widths):
-            raise ConfigError(f"'data.seq_length' is {length}, shorter than the widest convolution "
+    def check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuses sequences shorter than the widest convolution."""
+        if shape[0] < max(self.widths):
+            raise ConfigError(f"'data.seq_length' is {shape[0]}, shorter than the widest convolution "
                               f"('model.kernel_sizes' {max(self.widths)}); raise it or narrow the widths")
+
+    def call(self, token_ids, training=False):
         h = self.embedding(token_ids)
         pooled = [self.pool(getattr(self, f"conv_{i}")(h)) for i in range(len(self.widths))]
         h = self.concat(pooled) if len(pooled) > 1 else pooled[0]

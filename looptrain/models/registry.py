@@ -4,7 +4,9 @@ A model class registers itself with `@register("name")` and is built from the `M
 sizes only the data knows (vocabulary and number of classes). Each class declares which config
 fields it reads (`CONFIG_FIELDS`), so the registry passes exactly those as keyword arguments, and
 which kind of data it reads (`DATA_KIND`: "text" token ids, the default, or "arrays" of numbers;
-only text models get `vocab_size`). `INPUT_RANK`, when set, is the rank of one example it expects.
+only text models get `vocab_size`). `INPUT_RANK`, when set, is the rank of one example it expects,
+and `check_input_shape(shape)`, when defined, refuses examples it cannot run on (a convolution
+wider than the sequence) with a `ConfigError`, before any weight is created.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def build_model(model: keras.Model, input_shape: int | tuple[int, ...],
         dtype: the examples' dtype (int32 token ids for text, float32 for arrays).
 
     Raises:
-        ConfigError: the model expects examples of another rank (e.g. images, not vectors).
+        ConfigError: the model expects examples of another rank (e.g. images, not vectors), or
+            cannot run on examples of this shape (its `check_input_shape` says why).
     """
     import tensorflow as tf  # local: keeps this module importable without touching the TF runtime
 
@@ -117,5 +120,8 @@ def build_model(model: keras.Model, input_shape: int | tuple[int, ...],
         name = getattr(model, "registered_name", type(model).__name__)
         raise ConfigError(f"'model.name' is {name!r}, which expects examples of rank {rank} "
                           f"({model.INPUT_LAYOUT}), but the data's examples have shape {list(shape)}")
+    check = getattr(model, "check_input_shape", None)
+    if check is not None:  # a model that cannot run on these examples says why, before any weight
+        check(shape)
     model(tf.zeros([1, *shape], dtype), training=False)
     return model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from looptrain.errors import ConfigError
 from looptrain.models.layers import kernel_regularizer
 from looptrain.models.registry import register
 
@@ -31,6 +32,13 @@ class TextCNN(keras.Model):
         self.hidden = keras.layers.Dense(hidden_dim, kernel_regularizer=regularizer, name="fc")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
         self.classifier = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")
+
+    def check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuses sequences shorter than the convolution (it would have no position to slide to)."""
+        if shape[0] < self.conv.kernel_size[0]:
+            raise ConfigError(f"'model.kernel_size' is {self.conv.kernel_size[0]}, wider than "
+                              f"'data.seq_length' {shape[0]}: the convolution has no position to "
+                              f"slide to; lower model.kernel_size or raise data.seq_length")
 
     def call(self, token_ids, training=False):
         h = self.pool(self.conv(self.embedding(token_ids)))

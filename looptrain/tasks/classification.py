@@ -13,11 +13,13 @@ with the activation memory of one slice.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from looptrain.config import MIGRATIONS
 from looptrain.data.pipeline import text_lengths
 from looptrain.data.sources import ArraySource
 from looptrain.engine.steps import apply_gradients, batch_mean, model_losses
@@ -25,6 +27,7 @@ from looptrain.errors import ConfigError
 from looptrain.models import build_model, create_model, get_model_class
 from looptrain.task import Task
 from looptrain.tasks.losses import class_weights, cross_entropy, make_loss_fn
+from looptrain.tasks.precision import resolve_precision
 from looptrain.tasks.schedules import make_learning_rate
 
 
@@ -53,7 +56,8 @@ class Classification(Task):
         learning_rate, lr_schedule, lr_decay_steps, lr_decay_rate, warmup_steps: the optimizer's
             learning rate (see `schedules`).
         clip_norm: global-norm gradient clipping (0: off).
-        precision: "float32", "mixed_float16" or "mixed_bfloat16" (layer compute dtype).
+        precision: "float32", "mixed_float16", "mixed_bfloat16" (layer compute dtype) or "auto"
+            (mixed_bfloat16 on hardware with native bfloat16, else float32: `precision`).
         num_micro_batches: gradient accumulation.
         label_smoothing, class_weights: the training loss (see `losses`).
         bucket_window: length bucketing of text batches (0: off).
@@ -73,7 +77,8 @@ class Classification(Task):
         self.model_config, self.model_extra = dict(model), dict(model_extra or {})
         self.learning_rate, self.lr_schedule = learning_rate, lr_schedule
         self.lr_decay_steps, self.lr_decay_rate = lr_decay_steps, lr_decay_rate
-        self.warmup_steps, self.clip_norm, self.precision = warmup_steps, clip_norm, precision
+        self.warmup_steps, self.clip_norm = warmup_steps, clip_norm
+        self.precision = resolve_precision(precision)  # hparams keep "auto"; this is what runs
         self.num_micro_batches = num_micro_batches
         self.label_smoothing, self.class_weights = label_smoothing, class_weights
         self.bucket_window = bucket_window
@@ -94,9 +99,12 @@ class Classification(Task):
                               "with a distribution strategy; use mixed_bfloat16 or float32")
         self.model = self.create_model()
         if hasattr(self.model, "adapt") and "train" in self.corpus.splits:
-            # State a model learns from the training split (an n-gram vocabulary, IDF weights),
-            # kept in non-trainable weights; a resumed or evaluated run restores it afterwards.
-            self.model.adapt(self.corpus.splits["train"][0], vocab=self.corpus.vocab)
+            # State a model learns from the training split (an n-gram vocabulary, IDF weights,
+            # per-class ratios when its adapt() takes the labels), kept in non-trainable weights;
+            # a resumed or evaluated run restores it afterwards.
+            x, y = self.corpus.splits["train"]
+            takes_labels = "labels" in inspect.signature(self.model.adapt).parameters
+            self.model.adapt(x, vocab=self.corpus.vocab, **({"labels": y} if takes_labels else {}))
         self.optimizer = make_optimizer(learning_rate=make_learning_rate(self),
                                         clip_norm=self.clip_norm, precision=self.precision)
         # Slots created inside the first trace would force a second trace: build them now.
@@ -117,13 +125,25 @@ class Classification(Task):
         finally:
             keras.config.set_dtype_policy(previous)
 
-    def objective(self, batch, *, training: bool):
+    def objective(self, batch, *, training: bool, num_slices=1):
         """The training objective of `batch` (a float32 scalar) and the float32 logits: the batch
-        mean of the per-example loss plus the model's losses. The step, the histogram probe and
-        the benchmark's bare loop all compute it here."""
+        mean of the per-example loss (label smoothing and class weights included) plus the model's
+        losses. The step (each micro-batch too), the histogram probe and the benchmark's bare loop
+        all compute it here.
+
+        Args:
+            batch: `(x, y)`, the whole batch or one of `num_slices` slices of it.
+            training: the model's mode (dropout on or off).
+            num_slices: a slice of a batch accumulated in that many pieces carries `1/num_slices`
+                of the model's losses (its examples' losses are already divided by the global
+                batch size), so the slices add up to the batch's objective.
+        """
         x, y = batch
         logits = tf.cast(self.model(x, training=training), tf.float32)
-        return batch_mean(self.loss_fn(y, logits)) + model_losses(self.model), logits
+        extra = model_losses(self.model)
+        if not (isinstance(num_slices, int) and num_slices == 1):
+            extra = extra / tf.cast(num_slices, tf.float32)
+        return batch_mean(self.loss_fn(y, logits)) + extra, logits
 
     def train_step(self, batch):
         x, y = batch
@@ -158,9 +178,7 @@ class Classification(Task):
         for i in tf.range(num_slices):
             xs, ys = x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]
             with tf.GradientTape() as tape:
-                logits = tf.cast(self.model(xs, training=True), tf.float32)
-                part = batch_mean(self.loss_fn(ys, logits)) + model_losses(self.model) / tf.cast(
-                    num_slices, tf.float32)
+                part, logits = self.objective((xs, ys), training=True, num_slices=num_slices)
                 scaled = self.optimizer.scale_loss(part)
             grads = tape.gradient(scaled, variables,
                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -194,11 +212,31 @@ class Classification(Task):
     def test_data(self):
         return self._source("test")
 
+    def serve(self, inputs):
+        """Exported arrays classifier: the label names and the probabilities (labels.txt order)."""
+        probabilities = tf.nn.softmax(tf.cast(self.model(inputs, training=False), tf.float32))
+        labels = tf.constant(list(self.corpus.labels), tf.string)
+        return {"label": tf.gather(labels, tf.argmax(probabilities, axis=-1)),
+                "probabilities": probabilities}
+
     def identity(self) -> dict[str, Any]:
         """The model, the input encoding, the vocabulary and the labels: what the weights mean."""
-        return {"model": {**self.model_config, **self.model_extra},
+        return {"model": model_identity({**self.model_config, **self.model_extra}),
                 "example_shape": list(self.corpus.example_shape), "vocab": self.corpus.vocab,
                 "labels": list(self.corpus.labels)}
+
+
+# Model keys added after runs were saved, at the value that reproduces those runs (config.MIGRATIONS).
+_ADDED_LATER = {key.split(".", 1)[1]: value for key, value in MIGRATIONS.items()
+                if key.startswith("model.")}
+
+
+def model_identity(model_config: dict[str, Any]) -> dict[str, Any]:
+    """The model's part of the identity: its config without the keys added later that hold the
+    value of the runs saved before them, so that upgrading looptrain keeps those runs' checkpoints
+    theirs (a new key at another value is another model)."""
+    return {key: value for key, value in model_config.items()
+            if key not in _ADDED_LATER or value != _ADDED_LATER[key]}
 
 
 def _correct(labels, logits) -> tf.Tensor:
