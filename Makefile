@@ -60,8 +60,9 @@ $(VENV)/.installed-profile: pyproject.toml
 	@touch $@
 
 # Tests run in one process per core (at most 4: each holds a TensorFlow of its own); the slow ones
-# run one at a time, their subprocesses time out under contention.
-test: setup  ## the test suite without the slow tests (about five minutes on 2 CPU cores)
+# run one at a time, their subprocesses time out under contention. The Profile plugin is installed
+# for the test that checks TensorBoard lists a profile run's trace.
+test: setup $(VENV)/.installed-profile  ## the test suite without the slow tests (5 to 12 minutes on 2 CPU cores)
 	$(PY) -m pytest -q -m "not slow" -n auto --maxprocesses=4
 
 test-slow: setup  ## the slow tests: distributed runs, every example killed and resumed, bench smoke

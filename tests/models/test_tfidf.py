@@ -223,7 +223,11 @@ def test_resume_is_exact(name, options, tiny_config, english_dir, tmp_path, quie
     assert any("/ratio/" in n for n in names) == bool(options)
 
 
-@pytest.mark.parametrize("options", [{}, SHIPPED])
+FASTTEXT_NGRAMS = {"model.name": "fasttext_ngrams", "model.embedding_dim": 8,
+                   "model.bag_hidden_dim": 6}
+
+
+@pytest.mark.parametrize("options", [{}, SHIPPED, FASTTEXT_NGRAMS])
 def test_predict_and_export_on_raw_strings_agree(options, tiny_config, english_dir, tmp_path,
                                                  quiet_display):
     run = tmp_path / "run"
