@@ -88,7 +88,36 @@ def font_for(text: str) -> str | None:
     for font in fonts:
         if needed <= _charmap(font.fname):
             return font.name
-    return None
+    return font_for(text) if _add_new_system_fonts() else None
+
+
+_rescanned = False
+
+
+def _add_new_system_fonts() -> bool:
+    """Adds the system fonts matplotlib's font manager does not know; True if there were any.
+
+    matplotlib caches its font list and rebuilds the cache only for a new matplotlib version, so
+    a CJK font installed after the first run (as the README says to) went unseen. Once per
+    process, and only when no known font draws a text.
+    """
+    global _rescanned
+    if _rescanned:
+        return False
+    _rescanned = True
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    known = {font.fname for font in manager.ttflist}
+    added = False
+    for path in font_manager.findSystemFonts():
+        if path not in known:
+            try:
+                manager.addfont(path)
+                added = True
+            except (OSError, RuntimeError, ValueError):  # an unreadable font file is no font
+                pass
+    return added
 
 
 def axis_names(labels: list[str]) -> tuple[list[str], bool]:

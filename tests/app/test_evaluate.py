@@ -161,6 +161,27 @@ def test_image_names_the_labels_where_a_font_draws_them():
     assert confusion_matrix_image(confusion, ["体育", "财经"], title="test").shape[1] == 800
 
 
+def test_a_font_installed_after_matplotlib_cached_its_list_is_found(monkeypatch):
+    # matplotlib rebuilds its cached font list only for a new matplotlib version: a font installed
+    # later (the README's CJK font) must still be found. Here matplotlib's own DejaVu Sans file
+    # plays the newly installed font.
+    import copy
+
+    from matplotlib import font_manager
+
+    manager = copy.copy(font_manager.fontManager)
+    manager.ttflist = []  # a stale list that knows no font drawing the text
+    new_font = font_manager.findfont("DejaVu Sans", fallback_to_default=False)
+    monkeypatch.setattr(font_manager, "fontManager", manager)
+    monkeypatch.setattr(font_manager, "findSystemFonts", lambda *a, **k: [new_font])
+    monkeypatch.setattr(report_image, "_rescanned", False)
+    assert report_image.font_for("\u0416\u0438") is not None  # Cyrillic: DejaVu draws it
+    assert any(f.fname == new_font for f in manager.ttflist)
+    # Once per process: a text no font draws does not scan the system's fonts again.
+    monkeypatch.setattr(font_manager, "findSystemFonts", lambda *a, **k: 1 / 0)
+    assert report_image.font_for("\U0010fffd") is None
+
+
 def test_image_numbers_the_labels_without_a_font_for_them(monkeypatch):
     # As on a machine without a CJK font: only ASCII can be drawn.
     monkeypatch.setattr(report_image, "font_for",
