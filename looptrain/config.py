@@ -246,6 +246,7 @@ MIGRATIONS: dict[str, Any] = {
     "train.mlflow": False,
     "model.norm_per_kind": False,  # tfidf runs before these keys: one vector, no NB scaling
     "model.nb_ratio": False,
+    "train.histogram_slices": 0,  # histograms every histogram_every steps, however long the run
 }
 
 

@@ -29,6 +29,7 @@ from looptrain.callbacks.best import infer_mode
 from looptrain.callbacks.finished import FINAL_REASONS
 from looptrain.callbacks.progress import clock
 from looptrain.callbacks.from_settings import setting_callbacks
+from looptrain.callbacks.histograms import histogram_cadence
 from looptrain.callbacks.iterator_bytes import IteratorBytes
 from looptrain.data.sources import as_source
 from looptrain.engine import determinism, distribute
@@ -185,7 +186,8 @@ class _Session:
         scalars = Scalars(writer, s.log_every, best)
         hooks = [scalars]
         if s.histogram_every:
-            hooks.append(Histograms(task, writer, s.histogram_every,
+            hooks.append(Histograms(task, writer,
+                                    histogram_cadence(s.histogram_every, s.histogram_slices, total),
                                     self.train.first_batch(s.batch_size)))
         hooks += [callback for callback in user if isinstance(callback, InCallHook)]
         jit = use_jit(s.jit_compile, task)

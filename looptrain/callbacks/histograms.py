@@ -10,6 +10,8 @@ and switching histograms on would change what training does.
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
 from looptrain.engine.call import InCallHook
@@ -21,6 +23,14 @@ from looptrain.task import trainable_variables
 # groups by name: the per-layer norms sit in one "norms" group, after `accuracy`, `loss`,
 # `learning_rate`, out of their way.
 WEIGHTS, GRADIENTS, NORMS = "weights/", "gradients/", "norms/gradient/"
+
+
+def histogram_cadence(every: int, slices: int, total: int | None) -> int:
+    """Steps between histograms: `every`, or for a run of `total` steps the smallest multiple of
+    it that gives at most `slices` of them (`slices` 0 or an unknown total: `every`)."""
+    if not every or not slices or not total:
+        return every
+    return every * max(1, math.ceil(total / (slices * every)))
 
 
 class Histograms(Callback, InCallHook):

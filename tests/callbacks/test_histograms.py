@@ -1,22 +1,42 @@
-"""Histograms fall on their own cadence, not only where a log step happens to meet it."""
+"""Histograms fall on their own cadence, not only where a log step happens to meet it, and a long
+run keeps to about `histogram_slices` of them."""
 
+import pytest
 import tensorflow as tf
 
 import looptrain as lt
 from user_tasks import quiet, regression_class
 
 
-def test_histograms_are_written_every_n_steps_whatever_the_log_cadence(tmp_path):
-    # 250 is no multiple of log_every = 100: calls must end at 250 and 750 for them as well.
-    Regression = regression_class(tmp_path / "mine")
-    task = Regression(width=8)
-    lt.fit(Regression(width=8), run_dir=tmp_path / "run", train=task.train_data(),
-           val=task.val_data(), max_steps=1000, log_every=100, histogram_every=250,
-           eval_every=1000, eval_per_epoch=False, checkpoint_every=1000, batch_size=16, display=quiet())
+def histogram_steps(run_dir) -> dict[str, list[int]]:
     steps = {}
-    for path in (tmp_path / "run" / "logs" / "train").glob("events.*"):
+    for path in (run_dir / "logs" / "train").glob("events.*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "histograms":
                     steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
+def fit_with_histograms(tmp_path, **settings):
+    Regression = regression_class(tmp_path / "mine")
+    task = Regression(width=8)
+    lt.fit(Regression(width=8), run_dir=tmp_path / "run", train=task.train_data(),
+           val=task.val_data(), log_every=100, eval_every=1000, eval_per_epoch=False,
+           checkpoint_every=1000, batch_size=16, display=quiet(), **settings)
+    return histogram_steps(tmp_path / "run")
+
+
+def test_histograms_are_written_every_n_steps_whatever_the_log_cadence(tmp_path):
+    # 250 is no multiple of log_every = 100: calls must end at 250 and 750 for them as well.
+    steps = fit_with_histograms(tmp_path, max_steps=1000, histogram_every=250)
     assert steps and all(sorted(s) == [250, 500, 750, 1000] for s in steps.values()), steps
+
+
+@pytest.mark.parametrize("slices, expected", [(5, [200, 400, 600, 800, 1000]),
+                                              (0, list(range(100, 1001, 100)))])
+def test_a_long_run_keeps_to_about_histogram_slices_of_them(tmp_path, slices, expected):
+    # Every 100 steps would be 10 slices: a cap of 5 stretches it to the multiple 200; 0 = no cap.
+    steps = fit_with_histograms(tmp_path, max_steps=1000, histogram_every=100,
+                                histogram_slices=slices)
+    assert steps and all(sorted(s) == expected for s in steps.values()), steps
