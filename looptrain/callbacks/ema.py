@@ -51,11 +51,12 @@ class EMA(Callback, InCallHook):
     def setup(self, task) -> None:
         self.variables = trainable_variables(task)
         self.averages = Averages(self.variables)  # starts as the initial weights
-        self._swap = tf.function(self._swap_fn)
+        self._swap = tf.function(self._swap_fn, autograph=False)
 
     def state(self):
         return self.averages
 
+    @tf.autograph.experimental.do_not_convert  # graph code as it is (engine/autograph.py)
     def after_step(self, step, sound) -> None:
         t = tf.cast(step, tf.float32)
         decay = tf.minimum(tf.constant(self.decay, tf.float32), (1.0 + t) / (10.0 + t))

@@ -14,6 +14,7 @@ import math
 
 import tensorflow as tf
 
+from looptrain.engine.autograph import user_call
 from looptrain.engine.call import InCallHook
 from looptrain.engine.callback import Callback, Periodic
 from looptrain.task import trainable_variables
@@ -52,20 +53,21 @@ class Histograms(Callback, InCallHook):
         self.variables = trainable_variables(task)
         self.objective = getattr(task, "objective", None)
         self.probe_batch = probe_batch
-        self.gradients = tf.function(self._gradients)
+        self.gradients = tf.function(self._gradients, autograph=False)
 
     def due(self, step: int, total: int) -> bool:
         return self.periodic.due(step)
 
     def _gradients(self, batch):
         with tf.GradientTape() as tape:
-            loss = self.objective(batch, training=False)
+            loss = user_call(self.objective, batch, training=False)
             loss = loss[0] if isinstance(loss, tuple) else loss
         gradients = tape.gradient(loss, self.variables)
         # An embedding's gradient is sparse (IndexedSlices): densify for the histogram.
         return [tf.convert_to_tensor(g) if g is not None else tf.zeros_like(v)
                 for g, v in zip(gradients, self.variables)]
 
+    @tf.autograph.experimental.do_not_convert  # graph code as it is (engine/autograph.py)
     def in_call(self, step, logs) -> None:
         gradients = None
         if self.objective is not None and self.probe_batch is not None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import tensorflow as tf
+
 from looptrain.callbacks.best import Best
 from looptrain.engine.call import InCallHook
 from looptrain.engine.callback import Callback, Periodic
@@ -23,6 +25,7 @@ class Scalars(Callback, InCallHook):
     def due(self, step: int, total: int) -> bool:
         return self.periodic.due(step, total)
 
+    @tf.autograph.experimental.do_not_convert  # graph code as it is (engine/autograph.py)
     def in_call(self, step, logs) -> None:
         self.writer.record("scalar", step, logs)
 

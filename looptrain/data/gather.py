@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from looptrain.engine.autograph import user_call
+
 
 class TensorGather:
     """Rows of a structure of in-memory arrays, converted to tensors once."""
@@ -30,6 +32,7 @@ class TensorGather:
         self.structure = tf.nest.map_structure(tf.convert_to_tensor, arrays)
         self.num_examples = int(tf.nest.flatten(self.structure)[0].shape[0])
 
+    @tf.autograph.experimental.do_not_convert  # graph code as written: a faster start
     def __call__(self, indices):
         return tf.nest.map_structure(lambda t: tf.gather(t, indices), self.structure)
 
@@ -53,6 +56,7 @@ class NumpyGather:
             out.append(rows)
         return out
 
+    @tf.autograph.experimental.do_not_convert  # graph code as written: a faster start
     def __call__(self, indices):
         leaves = tf.numpy_function(self._read, [indices], [tf.as_dtype(a.dtype) for a in self.leaves],
                                    stateful=False)
@@ -76,10 +80,11 @@ class RecordGather:
     def _read(self, indices: np.ndarray) -> np.ndarray:
         return np.array(self.data.__getitems__([int(i) for i in indices]), dtype=object)
 
+    @tf.autograph.experimental.do_not_convert  # graph code as written: a faster start
     def __call__(self, indices):
         records = tf.numpy_function(self._read, [indices], tf.string, stateful=False)
         records.set_shape([None])
-        return self.parse(records)
+        return user_call(self.parse, records)
 
 
 class FileGather:
@@ -94,8 +99,9 @@ class FileGather:
         self.num_examples = len(paths)
         self._spec = tf.type_spec_from_value(decode(tf.io.read_file(self.paths[0])))
 
+    @tf.autograph.experimental.do_not_convert  # graph code as written: a faster start
     def __call__(self, indices):
-        examples = tf.map_fn(lambda path: self.decode(tf.io.read_file(path)),
+        examples = tf.map_fn(lambda path: user_call(self.decode, tf.io.read_file(path)),
                              tf.gather(self.paths, indices), fn_output_signature=self._spec)
         if self.labels is None:
             return examples

@@ -25,9 +25,11 @@ import tensorflow as tf
 
 from looptrain.data.gather import TensorGather
 from looptrain.engine import determinism
+from looptrain.engine.autograph import user_call
 
 _PARALLEL_CALLS = 2  # bucketed batches gathered concurrently
 _CHUNK_BATCHES = 64  # batches gathered at once (see `_chunked_batches`)
+plain = tf.autograph.experimental.do_not_convert  # graph code as written (see make_train_dataset)
 _PREFETCH_BATCHES = 2  # batches ready ahead of the step
 
 
@@ -85,26 +87,30 @@ def make_train_dataset(data, *, batch_size: int, seed: int, num_epochs: int,
                                         tf.stack([seed, -1 - epoch]), first)  # a seed no epoch uses
         else:  # the indices of `_CHUNK_BATCHES` batches at a time
             batches = tf.data.Dataset.range(first, per_epoch, _CHUNK_BATCHES).map(
-                lambda b: _chunk_indices(b, n, batch_size, seed, epoch))
-        return batches.map(lambda indices: (indices, epoch))
+                plain(lambda b: _chunk_indices(b, n, batch_size, seed, epoch)))
+        return batches.map(plain(lambda indices: (indices, epoch)))
 
-    dataset = tf.data.Dataset.range(start_epoch, num_epochs).flat_map(epoch_plan)
+    # The pipeline's own functions (and readers, `data.gather`) are graph code as written:
+    # AutoGraph converts only the user's (an augmentation, a parse), through `user_call`
+    # (engine/autograph.py: a faster start).
+    dataset = tf.data.Dataset.range(start_epoch, num_epochs).flat_map(plain(epoch_plan))
     parallel = _parallel(gather.host or bucket_window)
-    dataset = dataset.map(lambda indices, epoch: (gather(indices), indices, epoch), **parallel)
+    dataset = dataset.map(plain(lambda indices, epoch: (gather(indices), indices, epoch)),
+                          **parallel)
     if bucket_window:
-        dataset = dataset.map(lambda batch, indices, epoch: (
-            _trimmed(batch, tf.gather(length_of, indices)), indices, epoch))
+        dataset = dataset.map(plain(lambda batch, indices, epoch: (
+            _trimmed(batch, tf.gather(length_of, indices)), indices, epoch)))
     else:
-        dataset = dataset.flat_map(lambda batch, indices, epoch: _batches_of_chunk(
-            batch, indices, epoch, batch_size))
+        dataset = dataset.flat_map(plain(lambda batch, indices, epoch: _batches_of_chunk(
+            batch, indices, epoch, batch_size)))
     if transform is not None:
-        dataset = dataset.map(lambda batch, indices, epoch: (
-            transform(batch, example_seeds(seed, epoch, indices)), indices, epoch))
-    dataset = dataset.map(lambda batch, indices, epoch: batch)
+        dataset = dataset.map(plain(lambda batch, indices, epoch: (
+            user_call(transform, batch, example_seeds(seed, epoch, indices)), indices, epoch)))
+    dataset = dataset.map(plain(lambda batch, indices, epoch: batch))
     if replicas is not None:
         structure = dataset.element_spec  # a tuple batch arrives unpacked: put it back together
-        dataset = dataset.flat_map(lambda *batch: _replica_slices(
-            tf.nest.pack_sequence_as(structure, tf.nest.flatten(batch)), replicas))
+        dataset = dataset.flat_map(plain(lambda *batch: _replica_slices(
+            tf.nest.pack_sequence_as(structure, tf.nest.flatten(batch)), replicas)))
     return _finish(dataset)
 
 
@@ -162,7 +168,7 @@ def _replica_slices(batch, replicas):
     index = tf.range(replicas.first, replicas.first + replicas.local, dtype=tf.int64)
     starts, ends = index * size // replicas.total, (index + 1) * size // replicas.total
     return tf.data.Dataset.from_tensor_slices((starts, ends)).map(
-        lambda start, end: (tf.nest.map_structure(lambda t: t[start:end], batch), size))
+        plain(lambda start, end: (tf.nest.map_structure(lambda t: t[start:end], batch), size)))
 
 
 def text_lengths(x: np.ndarray) -> np.ndarray:
@@ -188,7 +194,7 @@ def _bucketed_batches(permutation, lengths, batch_size, window, seed, first):
     num_batches = (n + batch_size - 1) // batch_size
     batch_order = tf.random.experimental.index_shuffle(tf.range(num_batches), seed, num_batches - 1)
     return tf.data.Dataset.range(first, num_batches).map(
-        lambda b: ordered[batch_order[b] * batch_size:(batch_order[b] + 1) * batch_size])
+        plain(lambda b: ordered[batch_order[b] * batch_size:(batch_order[b] + 1) * batch_size]))
 
 
 def _trimmed(batch, lengths):
@@ -215,7 +221,8 @@ def make_eval_dataset(data, *, batch_size: int,
     parallel = _parallel(gather.host)
     if lengths is not None:
         length_of = tf.constant(lengths)
-        dataset = dataset.map(lambda i: _trimmed(gather(i), tf.gather(length_of, i)), **parallel)
+        dataset = dataset.map(plain(lambda i: _trimmed(gather(i), tf.gather(length_of, i))),
+                              **parallel)
     else:
         dataset = dataset.map(gather, **parallel)
     # A split held in memory is cached after its first pass; one on disk is read again.

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 import tensorflow as tf
 
+from looptrain.engine.autograph import user_call
 from looptrain.engine.steps import StepContext, step_context
 from looptrain.errors import TaskError
 
@@ -86,13 +87,13 @@ class TrainCall:
         self.hooks = list(hooks)
         self._per_step = [h for h in self.hooks if type(h).after_step is not InCallHook.after_step]
         self.names: list[str] | None = None  # set by the first trace of the step
-        self._update = tf.function(self._update_fn, jit_compile=jit_compile) if (
+        self._update = tf.function(self._update_fn, jit_compile=jit_compile, autograph=False) if (
             jit_compile and strategy is None) else self._update_fn
         # Discover what the step returns (a trace, nothing runs); optimizer slots a step creates
         # are created here, under the strategy's scope, before any checkpoint restore. The
         # compiled call's loop calls this same function, so the step is traced once, not twice
         # (a nested function is inlined into the loop: no cost per step).
-        self._next_step = tf.function(lambda it: self._one(next(it)))
+        self._next_step = tf.function(lambda it: self._one(next(it)), autograph=False)
         with strategy.scope() if strategy else contextlib.nullcontext():
             self._next_step.get_concrete_function(iterator)
         count = len(self.names)
@@ -102,7 +103,7 @@ class TrainCall:
         # Sums since the last log step (not checkpointed: a log interval never spans a restart).
         self._sums = tf.Variable(tf.zeros([count]), trainable=False)
         self._count = tf.Variable(0.0, trainable=False)
-        self.function = tf.function(self._call)
+        self.function = tf.function(self._call, autograph=False)
 
     # ---------------------------------------------------------------- one step
     def _update_fn(self, batch, global_batch_size, num_replicas):
@@ -112,7 +113,7 @@ class TrainCall:
         context = StepContext(global_batch_size=global_batch_size, num_replicas=num_replicas,
                               skip_nonfinite=self.skip_nonfinite)
         with step_context(context):
-            outputs = self.task.train_step(batch)
+            outputs = user_call(self.task.train_step, batch)
         values = self._stack(outputs, global_batch_size)
         if self.skip_nonfinite and not context.used_apply_gradients:
             raise TaskError(f"on_nan = 'skip' holds back a non-finite update, which needs "
@@ -129,7 +130,6 @@ class TrainCall:
             sound &= flag
         return values, sound
 
-    @tf.autograph.experimental.do_not_convert  # explicit graph code: converting it costs start-up
     def _stack(self, outputs, size) -> tf.Tensor:
         if not isinstance(outputs, dict) or not outputs:
             raise TaskError(f"{type(self.task).__name__}.train_step must return a non-empty dict "
@@ -220,9 +220,8 @@ class TrainCall:
         if self._per_step:
             step = self.step + tf.cast(i, tf.int64) + 1
             for hook in self._per_step:
-                hook.after_step(step, sound)
+                user_call(hook.after_step, step, sound)
 
-    @tf.autograph.experimental.do_not_convert
     def _count_nonfinite(self, count, at, values, any_bad):
         """Adds `count` non-finite steps; the last one was `at` steps into the call, with `values`."""
         step = self.step + tf.cast(at, tf.int64)
@@ -255,7 +254,7 @@ class TrainCall:
         logs = tf.cond(logged, read_and_reset, lambda: empty)
         for hook, due in zip(self.hooks, tf.unstack(flags[1:], num=len(self.hooks))):
             def run(hook=hook):
-                hook.in_call(step, logs)
+                user_call(hook.in_call, step, logs)
                 return tf.constant(True)
 
             tf.cond(due & complete, run, lambda: tf.constant(False))

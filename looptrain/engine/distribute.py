@@ -159,8 +159,8 @@ class Agreement:
     def __init__(self, strategy: tf.distribute.Strategy | None, role: Role):
         self.strategy = strategy if role.num_workers > 1 else None
         if self.strategy is not None:
-            self._sum = tf.function(lambda v: self._reduce(tf.distribute.ReduceOp.SUM, v))
-            self._mean = tf.function(lambda v: self._reduce(tf.distribute.ReduceOp.MEAN, v))
+            self._sum = tf.function(lambda v: self._reduce(tf.distribute.ReduceOp.SUM, v), autograph=False)
+            self._mean = tf.function(lambda v: self._reduce(tf.distribute.ReduceOp.MEAN, v), autograph=False)
 
     def _reduce(self, op, values):
         per_replica = self.strategy.run(lambda: tf.identity(values))

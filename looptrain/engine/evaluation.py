@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from looptrain.engine.autograph import user_call
 from looptrain.errors import TaskError
 
 
@@ -30,16 +31,16 @@ class Evaluator:
         self._step = tf.function(task.eval_step, jit_compile=jit_compile) if jit_compile else task.eval_step
         # The first trace discovers what the step returns; the compiled run calls the same function
         # (nested, inlined), so eval_step is traced once, not twice: a faster start.
-        self._checked_step = tf.function(self._checked)
+        self._checked_step = tf.function(self._checked, autograph=False)
         outputs = self._checked_step.get_concrete_function(element_spec).structured_outputs
         # Name -> the shape of one example's value (() for scalars).
         self.shapes = {name: tuple(value.shape[1:]) if value.shape.rank else ()
                        for name, value in outputs.items()}
         self.sizes = [int(np.prod(shape, dtype=np.int64)) for shape in self.shapes.values()]
-        self.run = tf.function(self._run)
+        self.run = tf.function(self._run, autograph=False)
 
     def _checked(self, batch):
-        outputs = self._step(batch)
+        outputs = user_call(self._step, batch)
         name = type(self.task).__name__
         if not isinstance(outputs, dict) or not outputs:
             raise TaskError(f"{name}.eval_step must return a non-empty dict of per-example values "
@@ -63,12 +64,13 @@ class Evaluator:
         return tf.concat(parts, axis=0), size
 
     def _run(self, dataset):
-        sums, count = tf.zeros([sum(self.sizes)]), tf.constant(0.0)
-        for batch in dataset:
+        def add(totals, batch):
             batch_sums, size = self._sums(batch)
-            sums += batch_sums
-            count += size
-        return sums, count
+            return totals[0] + batch_sums, totals[1] + size
+
+        # What AutoGraph makes of `for batch in dataset:`, written out (engine/autograph.py).
+        return dataset.reduce((tf.zeros([sum(self.sizes)]), tf.constant(0.0)),
+                              tf.autograph.experimental.do_not_convert(add))
 
     def __call__(self, dataset: tf.data.Dataset) -> dict[str, Any]:
         """The task's metrics on `dataset` (after `eval_end`): floats, or arrays for values with

@@ -54,7 +54,8 @@ class SummaryWriter(MetricWriter):
         if signature not in self._compiled:
             keys = tuple(values)
             self._compiled[signature] = tf.function(
-                lambda step, tensors: self.record(kind, step, dict(zip(keys, tensors))))
+                lambda step, tensors: self.record(kind, step, dict(zip(keys, tensors))),
+                autograph=False)
         # Tensors, not Python numbers: a Python float argument would retrace on every value.
         self._compiled[signature](tf.constant(step, tf.int64),
                                   [tf.convert_to_tensor(v, tf.float32) for v in values.values()])
