@@ -8,6 +8,7 @@ The public API (`import looptrain as lt`):
     lt.batch_mean, lt.model_losses, lt.apply_gradients
                                  step helpers: exact distribution and the skip-on-NaN guard
     lt.Callback, lt.callbacks    the hook mechanism and the built-in callbacks
+    lt.InCallHook                work inside the compiled call (after each step, at due call ends)
     lt.data                      data sources (arrays, datasets, functions of the step)
     lt.LoopSettings              the loop's settings with their documentation
 
@@ -28,6 +29,7 @@ _EXPORTS = {
     "model_losses": "looptrain.engine.steps",
     "apply_gradients": "looptrain.engine.steps",
     "Callback": "looptrain.engine.callback",
+    "InCallHook": "looptrain.engine.call",
     "LoopSettings": "looptrain.settings",
 }
 _MODULES = {"callbacks": "looptrain.callbacks", "data": "looptrain.data"}

@@ -224,7 +224,7 @@ def make_eval_dataset(data, *, batch_size: int,
         dataset = dataset.map(plain(lambda i: _trimmed(gather(i), tf.gather(length_of, i))),
                               **parallel)
     else:
-        dataset = dataset.map(gather, **parallel)
+        dataset = dataset.map(plain(lambda i: gather(i)), **parallel)
     # A split held in memory is cached after its first pass; one on disk is read again.
     return _finish(dataset if gather.host else dataset.cache())
 
