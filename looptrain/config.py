@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from looptrain.errors import ConfigError
+from looptrain import migrations
 from looptrain.settings import RESUMABLE, LoopSettings, check_value
 from looptrain.settings import setting as _field
 from looptrain.user_code import check_arguments, import_attr, normalize_task_path
@@ -170,13 +171,13 @@ def from_dict(sections: Mapping[str, Any], *, source: str = "config",
 
     Missing sections and keys keep their defaults, unless `complete`: a run's saved config must
     hold every key (a default would silently change a resumed run), except the keys added since
-    with a `MIGRATIONS` value that reproduces how older runs behaved.
+    with a `migrations.MIGRATIONS` value that reproduces how older runs behaved.
 
     Raises:
         ConfigError: naming `source` and the offending (or, with `complete`, missing) key.
     """
     if complete:
-        sections = _complete(sections, source)
+        sections = migrations.complete(sections, known_keys(), source)
     built, extra, task = {}, {}, {"path": ""}
     for section, values in sections.items():
         if section not in (*_SECTION_CLASSES, "task"):
@@ -232,40 +233,6 @@ def _checked_open_sections(config: Config, source: str) -> Config:
         model_class = get_model_class(config.model.name)
         check_arguments(model_class, config.model_extra, source, "model")
     return config
-
-
-# Keys added after runs were first saved: the value that reproduces the behaviour of a run saved
-# without them (used by `load_json` only).
-MIGRATIONS: dict[str, Any] = {
-    "train.monitor": "",  # looptrain 0.1 followed val accuracy: the classifier's own choice
-    "train.mode": "auto",
-    "task.path": "",  # looptrain 0.1 trained the built-in classifier only
-    "train.ema_decay": 0.0,  # the loop extras: all off in runs saved before them
-    "train.profile_steps": "",
-    "train.time_limit": "",
-    "train.mlflow": False,
-    "model.norm_per_kind": False,  # tfidf runs before these keys: one vector, no NB scaling
-    "model.nb_ratio": False,
-    "train.histogram_slices": 0,  # histograms every histogram_every steps, however long the run
-}
-
-
-def _complete(sections: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """`sections` with migrated keys filled in; raises ConfigError naming the first missing key."""
-    out = {name: dict(values) if isinstance(values, Mapping) else values
-           for name, values in sections.items()}
-    for key in known_keys():
-        section, name = key.split(".")
-        values = out.setdefault(section, {})
-        if not isinstance(values, Mapping) or name in values:
-            continue
-        if key not in MIGRATIONS:
-            raise ConfigError(
-                f"{source}: no '{key}'; a run's saved config must hold every key (was it edited "
-                f"by hand or written by another looptrain version?); add '{key}' with the value "
-                f"the run was started with, or start a new --run-dir")
-        values[name] = MIGRATIONS[key]
-    return out
 
 
 def load_toml(path: str | Path) -> Config:

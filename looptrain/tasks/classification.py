@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from looptrain.config import MIGRATIONS
+from looptrain.migrations import MIGRATIONS
 from looptrain.data.pipeline import text_lengths
 from looptrain.data.sources import ArraySource
 from looptrain.engine.steps import apply_gradients, batch_mean, model_losses
@@ -226,7 +226,7 @@ class Classification(Task):
                 "labels": list(self.corpus.labels)}
 
 
-# Model keys added after runs were saved, at the value that reproduces those runs (config.MIGRATIONS).
+# Model keys added after runs were saved, at the value that reproduces those runs (migrations.MIGRATIONS).
 _ADDED_LATER = {key.split(".", 1)[1]: value for key, value in MIGRATIONS.items()
                 if key.startswith("model.")}
 

@@ -40,3 +40,15 @@ def test_a_long_run_keeps_to_about_histogram_slices_of_them(tmp_path, slices, ex
     steps = fit_with_histograms(tmp_path, max_steps=1000, histogram_every=100,
                                 histogram_slices=slices)
     assert steps and all(sorted(s) == expected for s in steps.values()), steps
+
+
+def test_a_run_saved_before_histogram_slices_reads_as_uncapped(tmp_path):
+    import json
+
+    from looptrain import config as config_lib
+
+    sections = config_lib.Config().to_dict()
+    del sections["train"]["histogram_slices"]
+    (tmp_path / "config.json").write_text(json.dumps(sections))
+    assert config_lib.load_json(tmp_path / "config.json").train.histogram_slices == 0
+    assert config_lib.Config().train.histogram_slices == 10  # a new run: about ten slices

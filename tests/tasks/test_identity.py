@@ -3,7 +3,8 @@ reproduces the runs saved before it, must not make those runs' checkpoints "anot
 
 from dataclasses import asdict
 
-from looptrain.config import MIGRATIONS, ModelConfig
+from looptrain.config import ModelConfig
+from looptrain.migrations import MIGRATIONS
 from looptrain.task import identity_of
 from looptrain.tasks.classification import model_identity
 
