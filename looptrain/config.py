@@ -15,8 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from looptrain.errors import ConfigError
 from looptrain import migrations
+from looptrain.errors import ConfigError
 from looptrain.settings import RESUMABLE, LoopSettings, check_value
 from looptrain.settings import setting as _field
 from looptrain.user_code import check_arguments, import_attr, normalize_task_path

@@ -23,7 +23,8 @@ class Checkpointing(Callback):
         self.checkpoints, self.cadence = checkpoints, Periodic(every)
         self._variables = list(variables)
         self._finite = tf.function(lambda: tf.reduce_all(
-            [tf.reduce_all(tf.math.is_finite(v)) for v in self._variables]), autograph=False) if self._variables else None
+            [tf.reduce_all(tf.math.is_finite(v)) for v in self._variables]),
+            autograph=False) if self._variables else None
 
     def on_fit_begin(self, loop) -> None:
         loop.last_checkpoint, loop.saved_step = self.checkpoints.latest, loop.step

@@ -2,9 +2,11 @@
 
 AutoGraph turns Python control flow on tensors (`if loss > 0:`, `for batch in dataset:`) into
 graph ops, so a user's `train_step` may be written as plain Python. Converting a function costs
-its first trace 20-300 ms on a CPU (the engine's compiled call, its evaluation and summary
-functions, measured: about 2 s of every run's start on the slower CI machine), and the engine's own
-functions are explicit graph code that needs none of it. So the engine's `tf.function`s are
+its first trace 20-800 ms on a CPU: converting the engine's compiled call, evaluation, summary
+writes and input pipeline took 4.0 s of a `lt.fit` start on a loaded 2-core VM (0.2 s after this
+change), and the tiny config's `--max-steps 1` now starts 3.2 s (18 %) sooner on the same VM,
+quiet (docs/performance-bench.md). The engine's own functions are explicit graph code that needs
+none of it. So the engine's `tf.function`s are
 built with `autograph=False` and call user code (steps, hooks) through `user_call`, which converts
 it as a `tf.function` would: recursively, except what is marked `do_not_convert`.
 """
