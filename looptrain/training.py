@@ -185,10 +185,10 @@ class _Session:
                 callback.setup(task)
         scalars = Scalars(writer, s.log_every, best)
         hooks = [scalars]
-        if s.histogram_every:
-            hooks.append(Histograms(task, writer,
-                                    histogram_cadence(s.histogram_every, s.histogram_slices, total),
-                                    self.train.first_batch(s.batch_size)))
+        every = histogram_cadence(s.histogram_every, s.histogram_slices, total)
+        if every and every <= total:  # a run that writes none does not compile the probe: its
+            # trace took 3.6 s of the TextCNN's first call (a 1- or 200-step job, every = 250)
+            hooks.append(Histograms(task, writer, every, self.train.first_batch(s.batch_size)))
         hooks += [callback for callback in user if isinstance(callback, InCallHook)]
         jit = use_jit(s.jit_compile, task)
         traced = kept or self._iterator(0)  # the step's first trace reads its element spec

@@ -42,6 +42,30 @@ def test_a_long_run_keeps_to_about_histogram_slices_of_them(tmp_path, slices, ex
     assert steps and all(sorted(s) == expected for s in steps.values()), steps
 
 
+def test_a_run_shorter_than_the_cadence_does_not_compile_the_histograms(tmp_path):
+    # The gradient probe traces the task's objective: a run with no histogram step must not pay
+    # for it (a 200-step TextCNN job, every = 250), one with a histogram step must write it.
+    Regression = regression_class(tmp_path / "mine")
+    traced = []
+
+    class Probed(Regression):
+        def objective(self, batch, training=False):
+            traced.append(training)
+            x, y = batch
+            return tf.reduce_mean(tf.square(self.model(x, training=training)[:, 0] - y))
+
+    def fit(name, max_steps):
+        task = Probed(width=8)
+        lt.fit(task, run_dir=tmp_path / name, train=task.train_data(), val=task.val_data(),
+               log_every=50, eval_every=1000, checkpoint_every=1000, batch_size=16,
+               max_steps=max_steps, histogram_every=100, display=quiet())
+        return histogram_steps(tmp_path / name)
+
+    assert fit("short", 99) == {} and traced == []
+    steps = fit("long", 100)
+    assert traced == [False] and steps and all(s == [100] for s in steps.values()), steps
+
+
 def test_a_run_saved_before_histogram_slices_reads_as_uncapped(tmp_path):
     import json
 
