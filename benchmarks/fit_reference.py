@@ -29,15 +29,20 @@ from looptrain import config as config_lib
 
 
 class _StopAfter:
-    """A Keras callback that ends `fit` after `steps` batches (made a `keras.callbacks.Callback`
-    in `main`, once Keras is imported)."""
+    """A Keras callback that ends `fit` after `steps` batches and notes the wall-clock time
+    (`time.time()`) at the end of batch `mark` as `marked` (made a `keras.callbacks.Callback` in
+    `main`, once Keras is imported)."""
 
-    def __new__(cls, steps: int):
+    def __new__(cls, steps: int, mark: int):
         import keras
 
         class StopAfter(keras.callbacks.Callback):
+            seen, marked = 0, None
+
             def on_train_batch_end(self, batch, logs=None):
-                self.seen = getattr(self, "seen", 0) + 1
+                self.seen += 1
+                if self.seen == mark:
+                    self.marked = time.time()
                 if self.seen >= steps:
                     self.model.stop_training = True
 
@@ -75,16 +80,21 @@ def main(argv: list[str] | None = None) -> None:
                   metrics=["accuracy"])
     (x, y), (x_val, y_val), (x_test, y_test) = (corpus.splits[s] for s in ("train", "val", "test"))
     if args.steps:
+        # The step at which looptrain logs first (its first line in metrics.jsonl).
+        mark = min(t.log_every, args.steps)
+        stop = _StopAfter(args.steps, mark)
         began = time.perf_counter()
         model.fit(x, y, batch_size=t.batch_size, epochs=math.ceil(args.steps * t.batch_size / len(y)),
-                  verbose=0, callbacks=[_StopAfter(args.steps)])
+                  verbose=0, callbacks=[stop])
         if int(model.optimizer.iterations) != args.steps:
             raise SystemExit(f"fit_reference.py: fit ran {int(model.optimizer.iterations)} steps, "
                              f"not {args.steps}")
         _, val = model.evaluate(x_val, y_val, batch_size=t.batch_size, verbose=0)
         if args.save:
             model.save_weights(args.save)
-        print(json.dumps({"val_accuracy": float(val), "seconds": round(time.perf_counter() - began, 1)}))
+        print(json.dumps({"val_accuracy": float(val), "seconds": round(time.perf_counter() - began, 1),
+                          "steps": int(model.optimizer.iterations), "first_logged_step": mark,
+                          "first_logged_step_time": stop.marked}))
         return
     per_epoch = math.ceil(len(y) / t.batch_size)
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
