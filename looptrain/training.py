@@ -230,10 +230,16 @@ class _Session:
         if self.strategy:
             self.display.log(f"{s.strategy}: {self.strategy.num_replicas_in_sync} replicas, "
                              f"worker {self.role.worker} of {self.role.num_workers}")
-        # A kept iterator was restored. The traced one is not reused for a fresh run: under a
-        # strategy that made a resumed Dataset source diverge from the uninterrupted run
-        # (tests/data/test_sources.py), so the loop reads a pipeline of its own.
-        loop = Loop(task=task, call=call, iterator=kept or self._iterator(int(step.numpy())),
+        # A kept iterator was restored. On one device a positional source (arrays, text) at step
+        # 0 trains from the iterator the step was traced with: nothing read it yet, and building
+        # it again cost the start ~0.2 s. Other sources and strategies read a pipeline of their
+        # own: reusing the traced one made a resumed Dataset source diverge from the
+        # uninterrupted run (tests/data/test_sources.py; a dataset's unseeded random ops take
+        # their seeds from where it is built).
+        start = int(step.numpy())
+        unread = traced if (self.train.positional and kept is None and self.strategy is None
+                            and start == 0) else None
+        loop = Loop(task=task, call=call, iterator=kept or unread or self._iterator(start),
                     total_steps=total, end_reason=end_reason, steps_per_epoch=per_epoch,
                     log_every=s.log_every, steps_per_loop=s.steps_per_loop, callbacks=callbacks,
                     run_path=run.path, writer=writer, signals=signals, agreement=agreement,
