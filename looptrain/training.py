@@ -230,12 +230,9 @@ class _Session:
         if self.strategy:
             self.display.log(f"{s.strategy}: {self.strategy.num_replicas_in_sync} replicas, "
                              f"worker {self.role.worker} of {self.role.num_workers}")
-        # A kept iterator was restored. On one device a positional source (arrays, text) at step
-        # 0 trains from the iterator the step was traced with: nothing read it yet, and building
-        # it again cost the start ~0.2 s. Other sources and strategies read a pipeline of their
-        # own: reusing the traced one made a resumed Dataset source diverge from the
-        # uninterrupted run (tests/data/test_sources.py; a dataset's unseeded random ops take
-        # their seeds from where it is built).
+        # A kept iterator was restored. A positional source at step 0 on one device reuses the
+        # unread traced iterator (~0.2 s); others build their own: a Dataset's unseeded random ops
+        # take their seeds from where it is built (a resume diverged: tests/data/test_sources.py).
         start = int(step.numpy())
         unread = traced if (self.train.positional and kept is None and self.strategy is None
                             and start == 0) else None
