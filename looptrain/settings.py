@@ -97,7 +97,7 @@ class LoopSettings:
                               "skip the batch")
     deterministic: bool = setting(True, doc="TensorFlow op determinism (bit-identical reruns and "
                                             "resumes)")
-    steps_per_loop: int = setting(100, low=1, doc="most steps per compiled call (calls also end at "
+    steps_per_loop: int = setting(100, low=1, high=2 ** 24, doc="most steps per compiled call (calls also end at "
                                                   "every log, eval and checkpoint step)")
     jit_compile: str = setting("auto", choices=("auto", "on", "off"),
                                doc="XLA for the train/eval steps; auto = on with a GPU/TPU unless "

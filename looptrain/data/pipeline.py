@@ -41,7 +41,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 def make_train_dataset(data, *, batch_size: int, seed: int, num_epochs: int,
                        start_step: int = 0, lengths: np.ndarray | None = None,
                        bucket_window: int = 0, replicas=None,
-                       transform: Callable | None = None) -> tf.data.Dataset:
+                       transform: Callable | None = None, with_sizes: bool = False) -> tf.data.Dataset:
     """Shuffled batches of `data` for `num_epochs` epochs, starting at global step `start_step`.
 
     Args:
@@ -61,6 +61,9 @@ def make_train_dataset(data, *, batch_size: int, seed: int, num_epochs: int,
             becomes `replicas.local` elements `(batch_slice, batch_size_of_the_global_batch)`,
             the slices of replicas `first, first + 1, ...` of a cut into `replicas.total` nearly
             equal parts (a partial last batch too; a replica may get an empty slice).
+        with_sizes: (without `replicas`) elements `(batch, batch_size_of_it)`: the training step
+            then counts its examples without shape ops of its own, which cost a fast model
+            several per cent (docs/performance-bench.md).
         transform: `transform(batch, seeds) -> batch`, random augmentation kept exact: `seeds`
             is int64 `[batch, 2]`, one seed per example, a function of (seed, epoch, example
             index), for stateless random ops (`tf.image.stateless_random_crop`, ...).
@@ -99,14 +102,19 @@ def make_train_dataset(data, *, batch_size: int, seed: int, num_epochs: int,
                           **parallel)
     if bucket_window:
         dataset = dataset.map(plain(lambda batch, indices, epoch: (
-            _trimmed(batch, tf.gather(length_of, indices)), indices, epoch)))
+            _trimmed(batch, tf.gather(length_of, indices)), indices, epoch,
+            tf.size(indices, out_type=tf.int64))))
     else:
         dataset = dataset.flat_map(plain(lambda batch, indices, epoch: _batches_of_chunk(
             batch, indices, epoch, batch_size)))
     if transform is not None:
-        dataset = dataset.map(plain(lambda batch, indices, epoch: (
-            user_call(transform, batch, example_seeds(seed, epoch, indices)), indices, epoch)))
-    dataset = dataset.map(plain(lambda batch, indices, epoch: batch))
+        dataset = dataset.map(plain(lambda batch, indices, epoch, size: (
+            user_call(transform, batch, example_seeds(seed, epoch, indices)), indices, epoch,
+            size)))
+    if with_sizes and replicas is None:
+        dataset = dataset.map(plain(lambda batch, indices, epoch, size: (batch, size)))
+    else:
+        dataset = dataset.map(plain(lambda batch, indices, epoch, size: batch))
     if replicas is not None:
         structure = dataset.element_spec  # a tuple batch arrives unpacked: put it back together
         dataset = dataset.flat_map(plain(lambda *batch: _replica_slices(
@@ -145,7 +153,9 @@ def _chunk_indices(first_batch, n, batch_size, seed, epoch):
 def _batches_of_chunk(rows, indices, epoch, batch_size):
     """The batches of one gathered chunk: its whole batches as slices of one reshape (a per-batch
     gather costs each batch a pass through more dataset stages, about twice the pipeline's time),
-    then the epoch's partial last batch, if it is in this chunk."""
+    then the epoch's partial last batch, if it is in this chunk. Elements `(batch, indices,
+    epoch, examples)`: the examples ride along as a sliced component (computing them in a later
+    map took that map from a projection to a function call per batch, 3x the pipeline's time)."""
     size = tf.shape(indices, out_type=tf.int64)[0]
     full = size // batch_size
 
@@ -154,11 +164,12 @@ def _batches_of_chunk(rows, indices, epoch, batch_size):
         return tf.reshape(t, tf.concat([[-1, batch_size], tf.shape(t)[1:]], axis=0))
 
     epochs = tf.fill([full], epoch)
+    sizes = tf.fill([full], tf.constant(batch_size, tf.int64))
     batches = tf.data.Dataset.from_tensor_slices(
-        (tf.nest.map_structure(whole, rows), whole(indices), epochs))
+        (tf.nest.map_structure(whole, rows), whole(indices), epochs, sizes))
     tail = tf.data.Dataset.from_tensors(
         (tf.nest.map_structure(lambda t: t[full * batch_size:], rows), indices[full * batch_size:],
-         epoch)).take(tf.cast(size > full * batch_size, tf.int64))
+         epoch, size - full * batch_size)).take(tf.cast(size > full * batch_size, tf.int64))
     return batches.concatenate(tail)
 
 

@@ -72,7 +72,7 @@ class IndexedSource:
     """
 
     positional = True
-    sized = True  # distributed elements carry the global batch size
+    sized = True  # elements can carry the global batch size (`with_sizes`, and distributed)
 
     def __init__(self, gather, *, lengths: np.ndarray | None = None, bucket_window: int = 0,
                  transform=None):
@@ -88,11 +88,11 @@ class IndexedSource:
         return DataPosition(self.steps_per_epoch(batch_size))
 
     def train_dataset(self, *, batch_size: int, seed: int, num_epochs: int, start_step: int = 0,
-                      replicas=None) -> tf.data.Dataset:
+                      replicas=None, with_sizes: bool = False) -> tf.data.Dataset:
         return pipeline.make_train_dataset(
             self.gather, batch_size=batch_size, seed=seed, num_epochs=num_epochs,
             start_step=start_step, lengths=self.lengths, bucket_window=self.bucket_window,
-            replicas=replicas, transform=self.transform)
+            replicas=replicas, transform=self.transform, with_sizes=with_sizes)
 
     def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
         return pipeline.make_eval_dataset(

@@ -14,7 +14,8 @@ update has been applied (holding every update back costs a fast model a fifth of
 the loop outside stops the run without saving anything after it, so nothing non-finite ever
 reaches a checkpoint. With `skip_nonfinite` the step's update is held back by
 `lt.apply_gradients` and the call goes on. Either way the step is counted in `nonfinite_steps`
-(checkpointed) with its values, and left out of the means.
+(checkpointed) with its values, and left out of the means (under "stop", the whole call that it
+cut short is: the run ends there).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ import tensorflow as tf
 from looptrain.engine.autograph import user_call
 from looptrain.engine.steps import StepContext, step_context
 from looptrain.errors import TaskError
+
+# The steps are counted in float32 (one loop variable carries them with the step's values): exact
+# up to 2 ** 24.
+_MAX_STEPS = 2 ** 24
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,9 @@ class TrainCall:
         iterator: the training iterator (its first trace discovers the returned names).
         step: the checkpointed global step, advanced by every step run.
         strategy: the `tf.distribute` strategy, or None.
-        sized: distributed elements are `(replica_batch, global_batch_size)` (from
-            `data.pipeline`); otherwise the global batch size is summed across replicas.
+        sized: elements are `(batch, global_batch_size)` (from `data.pipeline`; distributed:
+            `(replica_batch, global_batch_size)`); otherwise the step measures its batch (one
+            device) or sums the replicas' batch sizes.
         skip_nonfinite: `on_nan = "skip"`: non-finite steps' updates are held back and the call
             goes on (needs `lt.apply_gradients` in the step).
         jit_compile: compile each update (not the iterator) with XLA.
@@ -77,7 +83,7 @@ class TrainCall:
         hooks: in-call hooks; `__call__` says for each whether it is due.
     """
 
-    def __init__(self, task, iterator, *, step: tf.Variable, strategy=None, sized: bool = True,
+    def __init__(self, task, iterator, *, step: tf.Variable, strategy=None, sized: bool = False,
                  skip_nonfinite: bool = False, jit_compile: bool = False,
                  log_values: dict[str, Callable[[], tf.Tensor]] | None = None,
                  hooks: Sequence[InCallHook] = ()):
@@ -107,14 +113,14 @@ class TrainCall:
 
     # ---------------------------------------------------------------- one step
     def _update_fn(self, batch, global_batch_size, num_replicas):
-        """The task's step in its context; returns its scalars and the global batch size as
-        float32 `[k + 1]`, and whether the step was sound (finite values and gradients, update
-        applied)."""
+        """The task's step in its context; returns float32 `[1, *values, examples, unsound]`: the
+        step counts itself, `unsound` is 0 or infinite (a gradient reported by
+        `lt.apply_gradients` was not finite, or an update was held back), so the step was sound
+        if and only if the vector is finite."""
         context = StepContext(global_batch_size=global_batch_size, num_replicas=num_replicas,
                               skip_nonfinite=self.skip_nonfinite)
         with step_context(context):
             outputs = user_call(self.task.train_step, batch)
-        values = self._stack(outputs, global_batch_size)
         if self.skip_nonfinite and not context.used_apply_gradients:
             raise TaskError(f"on_nan = 'skip' holds back a non-finite update, which needs "
                             f"{type(self.task).__name__}.train_step to apply its gradients with "
@@ -123,14 +129,13 @@ class TrainCall:
             raise TaskError(f"under a tf.distribute strategy {type(self.task).__name__}.train_step "
                             f"must apply its gradients with lt.apply_gradients (and average its "
                             f"loss with lt.batch_mean), or the replicas' updates do not add up")
-        # The batch size in `values` is finite; an update is held back (not applied) only under
-        # skip_nonfinite, so only then are the applied flags anything but a constant True.
-        sound = tf.reduce_all(tf.math.is_finite(values))
-        for flag in context.finite + (context.applied if self.skip_nonfinite else []):
-            sound &= flag
-        return values, sound
+        # An update is held back (not applied) only under skip_nonfinite, so only then are the
+        # applied flags anything but a constant True; without flags `unsound` is a constant.
+        flags = context.finite + (context.applied if self.skip_nonfinite else [])
+        unsound = tf.where(tf.reduce_all(tf.stack(flags)), 0.0, float("inf")) if flags else 0.0
+        return self._stack(outputs, global_batch_size, unsound)
 
-    def _stack(self, outputs, size) -> tf.Tensor:
+    def _stack(self, outputs, size, unsound) -> tf.Tensor:
         if not isinstance(outputs, dict) or not outputs:
             raise TaskError(f"{type(self.task).__name__}.train_step must return a non-empty dict "
                             f"of named scalars, e.g. {{'loss': loss}}; got {type(outputs).__name__}")
@@ -147,62 +152,66 @@ class TrainCall:
                 raise TaskError(f"{type(self.task).__name__}.train_step returned '{name}' of shape "
                                 f"{value.shape}; return scalars (e.g. a batch mean)")
             values.append(tf.cast(value, tf.float32))
-        return tf.stack([*values, tf.cast(size, tf.float32)])
+        return tf.stack([1.0, *values, tf.cast(size, tf.float32), unsound])
 
     def _one(self, element):
-        """One step on one iterator element: `(values [k + 1], sound)`, the last value the number
-        of examples."""
+        """One step on one iterator element: `[1, *values, examples, unsound]` (`_update_fn`)."""
         if self.strategy is None:
-            return self._update(element, tf.shape(tf.nest.flatten(element)[0])[0], 1)
+            batch, size = element if self.sized else (element, None)
+            if size is None:
+                size = tf.shape(tf.nest.flatten(batch)[0])[0]
+            return self._update(batch, size, 1)
         replicas = self.strategy.num_replicas_in_sync
 
         def replica_fn(batch, size=None):
             if size is None:  # a dataset the strategy split itself: count the global batch
                 local = tf.shape(tf.nest.flatten(batch)[0])[0]
                 size = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)
-            values, sound = self._update_fn(batch, size, replicas)
-            return values, 1.0 - tf.cast(sound, tf.float32)
+            return self._update_fn(batch, size, replicas)
 
         args = tuple(element) if self.sized else (element,)
-        values, unsound = self.strategy.run(replica_fn, args=args)
-        reduce = self.strategy.reduce
-        # The mean of the replicas' equal global batch sizes is that size (exact in float32).
-        return (reduce(tf.distribute.ReduceOp.MEAN, values, axis=None),
-                tf.equal(reduce(tf.distribute.ReduceOp.SUM, unsound, axis=None), 0.0))
+        # The mean of the replicas' equal global batch sizes (and counts) is that size, exact in
+        # float32; a non-finite value on any replica leaves the mean non-finite.
+        return self.strategy.reduce(tf.distribute.ReduceOp.MEAN,
+                                    self.strategy.run(replica_fn, args=args), axis=None)
 
     # ---------------------------------------------------------------- the loops
     def _until_nonfinite(self, iterator, num_steps):
         """Steps until `num_steps` or the first unsound one (which ends the loop).
 
-        Three loop variables, not more: each costs the compiled loop a few control-flow ops per
-        step, which a fast model notices (docs/performance-bench.md). The step count jumps past
-        `num_steps` at an unsound step, which ends the loop without a flag; the sums carry the
-        examples as their last entry; the sums before the last step give its values back.
+        Two loop variables, the sums of the steps' vectors (`_update_fn`, the first entry counting
+        the steps) and the last step's vector, and one test per step: each loop variable and op
+        costs the compiled loop a few microseconds per step, which a fast model notices
+        (docs/performance-bench.md). An unsound step leaves the sums non-finite: `|sums| < bounds`
+        then fails and ends the loop, as the step count reaching `num_steps` does.
         """
-        zeros = tf.zeros([len(self.names) + 1])
+        zeros = tf.zeros([len(self.names) + 3])
+        bounds = tf.concat([[tf.cast(num_steps, tf.float32)], tf.fill([len(self.names) + 2],
+                                                                      tf.float32.max)], 0)
 
-        def body(i, sums, before):
-            values, sound = self._next_step(iterator)
-            self._after_step(i, sound)
-            return tf.where(sound, i + 1, i + 1 + num_steps), sums + values, sums
+        def body(sums, last):
+            values = self._next_step(iterator)
+            if self._per_step:
+                self._after_step(sums[0], tf.reduce_all(tf.math.is_finite(values)))
+            return sums + values, values
 
-        i, sums, before = tf.while_loop(lambda i, *_: i < num_steps, body,
-                                        (tf.constant(0, num_steps.dtype), zeros, zeros))
-        bad = i > num_steps
-        steps = tf.where(bad, i - num_steps, i)
-        last = sums - before
-        self._count_nonfinite(tf.cast(bad, tf.int64), steps, last[:-1], bad)
-        counted = tf.cast(steps, tf.float32) - tf.cast(bad, tf.float32)
-        # The unsound step's values are left out of the means, its examples counted.
-        return steps, tf.where(bad, before, sums)[:-1], counted, sums[-1]
+        sums, last = tf.while_loop(lambda sums, _: tf.reduce_all(tf.abs(sums) < bounds), body,
+                                   (zeros, zeros))
+        bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(sums)))
+        steps = tf.cast(sums[0], num_steps.dtype)
+        self._count_nonfinite(tf.cast(bad, tf.int64), steps, last[1:-2], bad)
+        # A call cut short by an unsound step ends the run: it adds nothing to the means.
+        kept = tf.where(bad, zeros, sums)
+        return steps, kept[1:-2], kept[0], sums[-2], tf.logical_not(bad)
 
     def _skipping(self, iterator, num_steps):
         """All `num_steps` steps; unsound ones (their updates held back) left out of the sums."""
         zeros = tf.zeros([len(self.names)])
 
         def body(i, sums, counted, examples, bad, last, last_at):
-            values, sound = self._next_step(iterator)
-            values, size = values[:-1], values[-1]
+            values = self._next_step(iterator)
+            sound = tf.reduce_all(tf.math.is_finite(values))
+            values, size = values[1:-2], values[-2]
             self._after_step(i, sound)
             return (i + 1, sums + tf.where(sound, values, zeros), counted + tf.cast(sound, tf.float32),
                     examples + size, bad + tf.cast(tf.logical_not(sound), tf.int64),
@@ -213,7 +222,7 @@ class TrainCall:
             (tf.constant(0, num_steps.dtype), zeros, tf.constant(0.0), tf.constant(0.0),
              tf.constant(0, tf.int64), zeros, tf.constant(0, num_steps.dtype)))
         self._count_nonfinite(bad, last_at, last, bad > 0)
-        return i, sums, counted, examples
+        return i, sums, counted, examples, tf.constant(True)
 
     def _after_step(self, i, sound):
         """The per-step hooks, after the step `i` steps into the call."""
@@ -232,12 +241,13 @@ class TrainCall:
 
     def _call(self, iterator, num_steps, flags):
         loop = self._skipping if self.skip_nonfinite else self._until_nonfinite
-        steps, sums, counted, examples = loop(iterator, num_steps)
+        steps, sums, counted, examples, whole = loop(iterator, num_steps)
         step = self.step.assign_add(tf.cast(steps, tf.int64))
         self._sums.assign_add(sums)
         self._count.assign_add(counted)
-        # A call a non-finite step cut short did not reach its event: it writes nothing.
-        complete = tf.equal(steps, num_steps)
+        # A call a non-finite step cut short (or ended: `whole` False) did not reach its event:
+        # it writes nothing.
+        complete = tf.equal(steps, num_steps) & whole
         logged = flags[0] & complete
 
         def read_and_reset():
@@ -272,6 +282,8 @@ class TrainCall:
         hook, whether it runs at their end (both ignored if a non-finite step cuts the call short)."""
         if len(due) != len(self.hooks):
             raise ValueError(f"TrainCall: {len(due)} due flags for {len(self.hooks)} hooks")
+        if num_steps > _MAX_STEPS:
+            raise ValueError(f"TrainCall: {num_steps} steps in one call; at most {_MAX_STEPS}")
         steps, step, examples, nonfinite, logged, logs = self.function(
             iterator, tf.constant(num_steps), tf.constant([log, *due]))
         values = dict(zip(self.log_keys, logs.numpy().tolist())) if logged.numpy() else None

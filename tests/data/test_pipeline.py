@@ -102,3 +102,19 @@ def test_replica_slices_put_every_global_batch_back_together(arrays, total, per_
         assert max(sizes) - min(sizes) <= 1  # nearly equal; 3 replicas of 2 leave one empty
         for (x, y), _ in slices:
             np.testing.assert_array_equal(x.numpy(), arrays[0][y.numpy()].reshape(-1, L))
+
+
+@pytest.mark.parametrize("options", [{}, {"start_step": 2}, {"bucket_window": 2},
+                                     {"transform": lambda batch, seeds: batch}])
+def test_with_sizes_each_batch_carries_its_size_and_stays_the_same_batch(ragged, options):
+    x, y, lengths = ragged
+    make = dict(batch_size=7, seed=5, num_epochs=2, **options)  # 60 = 8 x 7 + 4: partial batches
+    if "bucket_window" in options:
+        make["lengths"] = lengths
+    plain = list(make_train_dataset((x, y), **make))
+    sized = list(make_train_dataset((x, y), with_sizes=True, **make))
+    assert [int(size) for _, size in sized] == [len(by) for _, by in plain]
+    assert 4 in [int(size) for _, size in sized]
+    for (bx, by), ((sx, sy), _) in zip(plain, sized, strict=True):
+        np.testing.assert_array_equal(sx.numpy(), bx.numpy())
+        np.testing.assert_array_equal(sy.numpy(), by.numpy())

@@ -146,16 +146,19 @@ def _poisoned(config, where, **call_options):
 
 
 @pytest.mark.parametrize("where", ["loss", "gradient"])
+@pytest.mark.parametrize("asked", [7, 4])  # the non-finite step (4) inside the call, or its last
 def test_the_call_stops_right_after_a_nonfinite_step_which_stays_out_of_the_means(tiny_config,
-                                                                                  where):
+                                                                                  where, asked):
     _, call, iterator = _poisoned(tiny_config, where)
-    result = call(iterator, 7, log=True)
-    assert result.steps == 4 and result.logs is None  # cut short: no log
+    call(iterator, 1, log=False)  # a finite step before the call that is cut short
+    result = call(iterator, asked - 1, log=True)
+    assert result.steps == 3 and result.logs is None  # cut short, or not whole: no log
     assert int(call.step.numpy()) == 4 and int(call.nonfinite_steps.numpy()) == 1
     assert int(call.last_nonfinite["step"].numpy()) == 4
     loss = call.last_nonfinite_values()["loss"]
     assert np.isnan(loss) if where == "loss" else np.isfinite(loss) and loss > 0
-    assert float(call._count.numpy()) == 3  # the three finite steps only
+    # The run stops there: the cut-short call adds nothing to the means, the call before it does.
+    assert float(call._count.numpy()) == 1
     logs = call(iterator, 0, log=True).logs
     assert all(np.isfinite(v) for v in logs.values())
 
@@ -258,3 +261,25 @@ def test_the_histogram_probe_takes_the_gradients_of_the_training_objective(tiny_
     probe = Histograms(task, writer=None, every=1, probe_batch=(x, y))
     for got, want in zip(probe.gradients((x, y)), expected):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_the_calls_count_the_examples_of_partial_batches_exactly(tmp_path):
+    from user_tasks import quiet, regression_class
+
+    import looptrain as lt
+
+    class Examples(lt.Callback):
+        def __init__(self):
+            self.count = 0
+
+        def on_call_end(self, loop, result):
+            self.count += result.examples
+
+    task = regression_class(tmp_path / "mine")(width=8)
+    x, y = task.train_data()
+    counter = Examples()
+    batch_size = 48 if len(y) % 48 else 47  # a partial last batch in every epoch
+    assert len(y) % batch_size
+    lt.fit(task, train=(x, y), val=task.val_data(), run_dir=tmp_path / "run", num_epochs=3,
+           batch_size=batch_size, log_every=5, display=quiet(), callbacks=[counter])
+    assert counter.count == 3 * len(y)
