@@ -21,8 +21,8 @@ The helpers are plain graph code: AutoGraph, which converts the user's step, lea
 (`do_not_convert`): converting them cost every run's start-up about a second.
 
 The engine runs every `train_step` trace inside a `StepContext` that tells the helpers the global
-batch size, the replica count and the non-finite policy, and collects what they report (whether
-the step's gradients were finite, whether its update was applied).
+batch size, the replica count and the non-finite policy, and collects what they report: each
+update's gradient norm, which is finite if and only if the update was sound (and applied).
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ _local = threading.local()
 class StepContext:
     """What the loop tells the helpers during one trace of `train_step`, and what they report."""
 
-    global_batch_size: tf.Tensor  # examples in the global batch (all replicas), int
+    global_batch_size: tf.Tensor  # examples in the global batch (all replicas): float32 or int
     num_replicas: int = 1
     skip_nonfinite: bool = False  # on_nan = "skip": hold back a non-finite update
-    finite: list = field(default_factory=list)  # boolean tensors: gradients finite
-    applied: list = field(default_factory=list)  # boolean tensors: update applied
+    # Float scalars, one per update, finite iff its gradients were (under "skip": iff it was
+    # applied): the gradient norm itself, so the loop's check costs no op of its own; 0 under
+    # loss scaling, whose optimizer skips overflowing updates itself.
+    witnesses: list = field(default_factory=list)
     used_apply_gradients: bool = False
 
 
@@ -150,15 +152,14 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables,
     guarded = context is not None and context.skip_nonfinite
     if not guarded:
         optimizer.apply_gradients(pairs)
-        applied = tf.constant(True)
     elif distributed:
-        applied = _guarded_distributed_apply(optimizer, pairs, finite)
-    else:
-        applied = tf.cond(finite, lambda: _apply(optimizer, pairs), lambda: tf.constant(False))
+        _guarded_distributed_apply(optimizer, pairs, finite)
+    else:  # (a stateful cond: it runs although nothing reads its result)
+        tf.cond(finite, lambda: _apply(optimizer, pairs), lambda: tf.constant(False))
     if context is not None:
         context.used_apply_gradients = True
-        context.finite.append(finite)
-        context.applied.append(applied)
+        # An update is held back exactly when `finite` is False, so the norm witnesses both.
+        context.witnesses.append(tf.constant(0.0) if scaled else norm)
     return norm
 
 
@@ -181,7 +182,6 @@ def _guarded_distributed_apply(optimizer, pairs, finite):
                        lambda: tf.constant(False))
 
     tf.distribute.get_replica_context().merge_call(in_cross_replica_context, args=(finite, pairs))
-    return finite
 
 
 def _reduce_once(optimizer) -> None:

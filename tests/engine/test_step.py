@@ -283,3 +283,50 @@ def test_the_calls_count_the_examples_of_partial_batches_exactly(tmp_path):
     lt.fit(task, train=(x, y), val=task.val_data(), run_dir=tmp_path / "run", num_epochs=3,
            batch_size=batch_size, log_every=5, display=quiet(), callbacks=[counter])
     assert counter.count == 3 * len(y)
+
+
+class _NormlessTask:
+    """A user's step through `lt.apply_gradients` that returns its loss only (not the norm): its
+    4th step has a finite loss and infinite gradients, which only the reported norm shows."""
+
+    def __init__(self):
+        import looptrain as lt
+
+        self.lt, self.calls = lt, tf.Variable(0, dtype=tf.int64)
+
+    def build(self):
+        self.model = keras.Sequential([keras.layers.Dense(3)])
+        self.model(tf.zeros([1, 4]))
+        self.optimizer = keras.optimizers.SGD(0.1)
+        self.optimizer.build(self.model.trainable_variables)
+
+    def train_step(self, batch):
+        x, y = batch
+        self.calls.assign_add(1)
+        factor = tf.where(tf.equal(self.calls, 4), float("inf"), 1.0)
+
+        @tf.custom_gradient
+        def poisoned(t):
+            return t, lambda dy: dy * factor
+
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = poisoned(self.model(x))
+            loss = self.lt.batch_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        self.lt.apply_gradients(self.optimizer, tape.gradient(loss, variables), variables)
+        return {"loss": loss}
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_nonfinite_gradient_norm_counts_although_the_step_returns_only_finite_values(skip):
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 3, 64).astype(np.int32))
+    task = _NormlessTask()
+    call, iterator = make_call(task, make_train_dataset(data, batch_size=8, seed=0, num_epochs=2),
+                               skip_nonfinite=skip)
+    result = call(iterator, 6, log=False)
+    assert result.nonfinite_steps == 1 and int(call.last_nonfinite["step"].numpy()) == 4
+    # "stop" ends the call right after the step; "skip" holds its update back and goes on.
+    assert result.steps == (6 if skip else 4)
+    weights_finite = all(np.isfinite(v.numpy()).all() for v in task.model.variables)
+    assert weights_finite == skip
