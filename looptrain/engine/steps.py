@@ -43,7 +43,7 @@ _local = threading.local()
 class StepContext:
     """What the loop tells the helpers during one trace of `train_step`, and what they report."""
 
-    global_batch_size: tf.Tensor  # examples in the global batch (all replicas): float32 or int
+    global_batch_size: tf.Tensor  # examples in the global batch (all replicas), int
     num_replicas: int = 1
     skip_nonfinite: bool = False  # on_nan = "skip": hold back a non-finite update
     # Float scalars, one per update, finite iff its gradients were (under "skip": iff it was
@@ -145,11 +145,12 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables,
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     scale = tf.cast(optimizer.dynamic_scale, raw_norm.dtype) if scaled else tf.constant(1.0)
     norm = raw_norm / scale if scaled else raw_norm
-    finite = tf.constant(True) if scaled else tf.math.is_finite(norm)
     if clip_norm:  # on the loss-scaled gradients, which the optimizer unscales afterwards
         gradients, _ = tf.clip_by_global_norm(gradients, clip_norm * scale, use_norm=raw_norm)
     pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
     guarded = context is not None and context.skip_nonfinite
+    # Only the guard tests the norm: the loop reads the norm itself (`witnesses`).
+    finite = (tf.constant(True) if scaled else tf.math.is_finite(norm)) if guarded else None
     if not guarded:
         optimizer.apply_gradients(pairs)
     elif distributed:
