@@ -113,6 +113,22 @@ def test_one_call_of_many_steps_traced_once_equals_single_steps(tiny_config):
         assert value == pytest.approx(looped_logs[key], rel=1e-6), key
 
 
+def test_calls_read_the_iterator_they_are_given_through_one_trace(tiny_config):
+    corpus = load_corpus(tiny_config.data.data_dir, seq_length=tiny_config.data.seq_length,
+                         vocab_size=tiny_config.data.vocab_size, splits=("train",))
+    task = make_classifier(tiny_config, corpus)
+    dataset = make_train_dataset(corpus.splits["train"], batch_size=8, seed=1, num_epochs=1)
+    batches = [y.numpy() for _, y in dataset.take(6)]
+    call, first = make_call(task, dataset)
+    assert call(first, 2, log=False).steps == 2
+    second = iter(dataset)  # e.g. the data restarted: the compiled call is looked up again
+    assert call(second, 3, log=False).steps == 3
+    assert call(first, 1, log=False).steps == 1
+    np.testing.assert_array_equal(next(first)[1].numpy(), batches[3])
+    np.testing.assert_array_equal(next(second)[1].numpy(), batches[3])
+    assert call.function.experimental_get_tracing_count() == 1
+
+
 def _failing_loss(at_call: int, where: str):
     """Cross-entropy whose `at_call`-th call has a NaN loss ("loss") or a finite loss with infinite
     gradients ("gradient"); it counts its calls in a variable, so it works inside the loop."""
