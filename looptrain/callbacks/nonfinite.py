@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from looptrain.engine.callback import Callback
 from looptrain.errors import TrainingDiverged
 
@@ -42,6 +40,6 @@ class NonFinite(Callback):
 
 
 def _describe(values: dict[str, float]) -> str:
-    """`loss nan`: the step's non-finite values, or its first value when only a gradient was."""
-    bad = [(n, v) for n, v in values.items() if not math.isfinite(v)] or list(values.items())[:1]
-    return ", ".join(f"{name} {value:g}" for name, value in bad)
+    """`loss nan`: the step's non-finite values, or that only a gradient was."""
+    return ", ".join(f"{name} {value:g}" for name, value in values.items()) or (
+        "a gradient; the step's values were finite")
