@@ -23,7 +23,7 @@ class NonFinite(Callback):
             return
         count, self._seen = result.nonfinite_steps - self._seen, result.nonfinite_steps
         step = int(self.call.last_nonfinite["step"].numpy())
-        what = f"non-finite loss or gradient ({_describe(self.call.last_nonfinite_values())})"
+        what = _describe(self.call.last_nonfinite_values())
         if self.on_nan == "skip":
             first = result.step - result.steps + 1
             where = (f"step {step}: {what}; batch skipped" if count == 1 else
@@ -40,6 +40,7 @@ class NonFinite(Callback):
 
 
 def _describe(values: dict[str, float]) -> str:
-    """`loss nan`: the step's non-finite values, or that only a gradient was."""
-    return ", ".join(f"{name} {value:g}" for name, value in values.items()) or (
-        "a gradient; the step's values were finite")
+    """What was not finite: the step's non-finite values (`loss nan`), or a gradient alone."""
+    if not values:
+        return "non-finite gradient (the step's returned values were finite)"
+    return f"non-finite loss or gradient ({', '.join(f'{n} {v:g}' for n, v in values.items())})"
