@@ -241,12 +241,11 @@ class TrainCall:
 
     def _count_nonfinite(self, count, at, values, any_bad):
         """Adds `count` non-finite steps; the last one was `at` steps into the call, with `values`
-        (its non-finite ones are recorded, finite ones as 0)."""
+        (only its non-finite entries mean anything: `last_nonfinite_values` reads those)."""
         step = self.step + tf.cast(at, tf.int64)
         self.nonfinite_steps.assign_add(count)
         last = self.last_nonfinite
         last["step"].assign(tf.where(any_bad, step, last["step"]))
-        values = tf.where(tf.math.is_finite(values), tf.zeros_like(values), values)
         last["values"].assign(tf.where(any_bad, values, last["values"]))
 
     def _call(self, iterator, num_steps, flags):
