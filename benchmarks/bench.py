@@ -2,9 +2,10 @@
 [--quick] [--set k=v] [--compare k=v --repeats N]`.
 
 Every variant of every workload (`harness.VARIANTS`: looptrain, Keras `fit` default and matched,
-the bare compiled loop, the input pipeline alone) runs in a process of its own, the variants
-alternated over `--rounds` rounds (`rounds.py`); the ratios are taken between the runs of a round
-and reported as their median with their range. Prints a table and, as the last line, one JSON
+the bare compiled loop, the input pipeline alone) runs in a process of its own; in each of
+`--rounds` rounds the variants' processes take turns, one timed window at a time (`rounds.py`), and
+a round's ratio is the median of its window-by-window ratios; the rounds' ratios are reported as
+their median with their range. Prints a table and, as the last line, one JSON
 object `{"workloads": {name: {...}}}`. `--compare train.ema_decay=0.999` measures what a setting
 costs: each round runs looptrain without it, with it, and the bare loop; the cost is reported
 from looptrain's examples/s and from its ratio to the bare loop of the same round.
@@ -30,11 +31,11 @@ from looptrain import config as config_lib  # noqa: E402
 # compiled calls. textcnn is the reference config as shipped. mlp is the tiny MLP (32 inputs, 64-64,
 # 10 classes, batch 32) on generated vectors; at ~3000 steps/s it logs every 100 steps, not 10.
 WORKLOADS = {
-    "textcnn": ("configs/textcnn.toml", {}, (20, 30, 5)),
+    "textcnn": ("configs/textcnn.toml", {}, (20, 30, 7)),
     "mlp": ("configs/mlp.toml", {"model.hidden_dim": 64, "model.num_layers": 2, "model.dropout": 0.0,
-                                 "train.batch_size": 32, "train.log_every": 100}, (1000, 3000, 5)),
+                                 "train.batch_size": 32, "train.log_every": 100}, (1000, 3000, 9)),
     # A user's task (harness.MLPTask: the same MLP, a plain GradientTape step) through lt.fit.
-    "task": ("configs/mlp.toml", {"train.batch_size": 32, "train.log_every": 100}, (1000, 3000, 5)),
+    "task": ("configs/mlp.toml", {"train.batch_size": 32, "train.log_every": 100}, (1000, 3000, 9)),
 }
 QUICK = (10, 10, 2)  # a smoke run (the test suite's), not a measurement
 VARIANTS = ("looptrain", "fit_default", "fit_matched", "bare", "pipeline")
@@ -44,13 +45,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated names")
     parser.add_argument("--quick", action="store_true", help="tiny widths, few steps, one round")
-    parser.add_argument("--rounds", type=int, default=5, help="alternated rounds of processes")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of processes taking turns")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key in every workload (e.g. train.jit_compile=off)")
     parser.add_argument("--compare", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="also run each workload with this override and report its cost")
     parser.add_argument("--repeats", type=int, default=3, help="--compare: rounds")
+    parser.add_argument("--cpus", default="0",
+                        help="the CPUs every process runs on, e.g. 0 or 0-3, or 'all' (default 0: "
+                             "on a shared VM a second CPU added its own noise)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # a child process
+    parser.add_argument("--gated", action="store_true", help=argparse.SUPPRESS)  # ... taking turns
     args = parser.parse_args(argv)
     names = args.workloads.split(",")
     if names == ["data"]:  # opt-in: data beyond memory (writes ~6 GB to a temporary directory)
@@ -64,18 +69,25 @@ def main(argv=None) -> int:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)}, or data alone)")
     if args.variant:
+        if args.cpus != "all":  # before TensorFlow sizes its thread pools to the CPUs it may use
+            os.sched_setaffinity(0, _cpu_list(args.cpus))
         print(json.dumps(_child(names[0], args.variant, args)))
         return 0
     if args.compare:
         results = {name: _compare(name, args) for name in names}
         print(json.dumps({"compare": args.compare, "workloads": results}))
         return 0
-    from rounds import alternate, report, summarise
+    from rounds import report, summarise, take_turns
 
     rounds = 1 if args.quick else args.rounds
     results = {}
     for name in names:
-        runs = alternate(lambda variant: _run_child(name, variant, args), list(VARIANTS), rounds)
+        runs = {variant: [] for variant in VARIANTS}
+        for r in range(rounds):
+            order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
+            commands = {v: _command(name, v, args, gated=True) for v in order}
+            for variant, figures in take_turns(commands, _plan(name, args)[2]).items():
+                runs[variant].append(figures)
         results[name] = summarise(runs)
         print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
     report(results, rounds)
@@ -88,18 +100,19 @@ def _child(name: str, variant: str, args) -> dict:
     from looptrain.quiet import import_tensorflow
 
     import_tensorflow()  # without its C++ start-up lines: 30 of them a round drowned the table
-    from harness import Plan, bench_variant, make_vectors
+    from harness import Gate, Plan, bench_variant, make_vectors
 
-    path, overrides, plan = WORKLOADS[name]
+    path, overrides, _ = WORKLOADS[name]
     config = config_lib.load_toml(ROOT / path).replace(overrides)
     vectors = Path(tempfile.mkdtemp(prefix="looptrain-bench-vectors-"))
     try:
         if name in ("mlp", "task"):
             config = config.replace({"data.data_dir": str(make_vectors(vectors))})
         if args.quick:
-            config, plan = config.replace(_quick_overrides(name)), QUICK
+            config = config.replace(_quick_overrides(name))
         config = config.replace(config_lib.parse_set(args.set), source="--set")
-        return bench_variant(config, Plan(*plan), variant, user_task=name == "task")
+        return bench_variant(config, Plan(*_plan(name, args)), variant, user_task=name == "task",
+                             gate=Gate(sys.stdin if args.gated else None))
     finally:
         shutil.rmtree(vectors, ignore_errors=True)
 
@@ -131,16 +144,37 @@ def _compare(name: str, args) -> dict:
     return out
 
 
-def _run_child(name: str, variant: str, args, extra=()) -> dict:
-    """Runs one variant of one workload in a fresh process; returns its figures (last line)."""
+def _plan(name: str, args) -> tuple[int, int, int]:
+    """(warm-up, window, windows) in steps for workload `name`."""
+    return QUICK if args.quick else WORKLOADS[name][2]
+
+
+def _command(name: str, variant: str, args, *, extra=(), gated: bool = False) -> list[str]:
+    """The command line of a child process running one variant of one workload."""
     command = [sys.executable, __file__, "--variant", variant, "--workloads", name]
     command += ["--quick"] if args.quick else []
-    command += [f"--set={item}" for item in [*args.set, *extra]]
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    command += ["--gated"] if gated else []
+    command += [f"--cpus={args.cpus}"]
+    return command + [f"--set={item}" for item in [*args.set, *extra]]
+
+
+def _run_child(name: str, variant: str, args, extra=()) -> dict:
+    """Runs one variant of one workload in a fresh process, alone; returns its figures."""
+    done = subprocess.run(_command(name, variant, args, extra=extra), stdout=subprocess.PIPE,
+                          text=True)
     if done.returncode:
         raise SystemExit(f"bench.py: {variant} of workload {name} failed (exit status "
                          f"{done.returncode})")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _cpu_list(text: str) -> set[int]:
+    """`0`, `0-3` or `0,2` as a set of CPU numbers."""
+    cpus = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
 
 
 def _quick_overrides(name: str) -> dict:

@@ -86,21 +86,50 @@ class MLPTask(lt.Task):
         return {"loss": tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)}
 
 
+class Gate:
+    """Turn-taking with the parent process (`rounds.take_turns`), one timed window at a time.
+
+    Before each window the child says it is ready (`@@ready` on stdout) and waits for `go` on
+    stdin; after it, it reports the window's seconds per step (`@@window S`). So the variants'
+    processes, all started and warmed up, run their windows in alternation, and a window of one is
+    compared with the neighbouring window of the other: on this VM the host's load changes over
+    seconds to minutes, and processes run minutes apart differed by up to 30 %
+    (docs/performance-bench.md). Ungated (`Gate(None)`), windows run back to back.
+    """
+
+    def __init__(self, stream=None):
+        self.stream = stream  # the parent's commands (stdin), or None when run alone
+
+    def wait(self) -> None:
+        if self.stream is None:
+            return
+        print("@@ready", flush=True)
+        command = self.stream.readline().strip()
+        if command != "go":
+            raise SystemExit(f"bench child: expected 'go' from the parent, got {command!r}")
+
+    def done(self, seconds_per_step: float) -> None:
+        if self.stream is not None:
+            print(f"@@window {seconds_per_step!r}", flush=True)
+
+
 def steps_per_call(config: Config) -> int:
     """The steps looptrain runs per compiled call between evaluations: calls end at every log step
     and after at most `steps_per_loop` steps (the shipped configs make one divide the other)."""
     return min(config.train.steps_per_loop, config.train.log_every)
 
 
-def bench_variant(config: Config, plan: Plan, variant: str, *, user_task: bool = False) -> dict:
+def bench_variant(config: Config, plan: Plan, variant: str, *, user_task: bool = False,
+                  gate: Gate | None = None) -> dict:
     """Examples/second of ONE variant on `config`'s data (and model, or `MLPTask`): the median of
     `plan.repeats` timed windows after `plan.warmup` steps, each window's figure, and the peak RSS
     (MB) of the process.
 
-    One variant per process (`bench.py` alternates the processes): variants that share a process
-    share its thread pools, allocator and caches, and a window of one then times the others'
-    leftovers (docs/performance-bench.md).
+    One variant per process: variants that share a process share its thread pools, allocator and
+    caches, and a window of one then times the others' leftovers (docs/performance-bench.md). With
+    a `gate`, each window waits for its turn (`Gate`).
     """
+    gate = gate or Gate()
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
     data_dir = resolve_data_dir(config.data.data_dir, config.data.embedded)
@@ -123,7 +152,7 @@ def bench_variant(config: Config, plan: Plan, variant: str, *, user_task: bool =
 
     if variant == "looptrain":
         task = MLPTask() if user_task else make_classifier(config, corpus)
-        seconds = _looptrain(task, corpus, config, plan, epochs)
+        seconds = _looptrain(task, corpus, config, plan, epochs, gate)
     else:
         jit = use_jit(config.train.jit_compile, make_task())
         metrics = [] if user_task else ["accuracy"]  # what the step computes besides the loss
@@ -134,11 +163,11 @@ def bench_variant(config: Config, plan: Plan, variant: str, *, user_task: bool =
             determinism.enable()  # as lt.fit does: the pipeline reads as it does under looptrain
         if variant.startswith("fit"):
             runner = _Fit(make_task().model, config, dataset(), matched=variant == "fit_matched",
-                          jit=jit, metrics=metrics)
+                          jit=jit, metrics=metrics, gate=gate)
         elif variant == "bare":
-            runner = _bare(make_task(), dataset(), steps_per_call(config), jit)
+            runner = _bare(make_task(), dataset(), steps_per_call(config), jit, gate)
         else:
-            runner = _pipeline(dataset())
+            runner = _pipeline(dataset(), gate)
         runner.run(plan)
         seconds = runner.seconds
     batch = config.train.batch_size
@@ -150,8 +179,8 @@ def bench_variant(config: Config, plan: Plan, variant: str, *, user_task: bool =
 class _Windows(lt.Callback):
     """Times looptrain's windows between call boundaries (the loop reports every compiled call)."""
 
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    def __init__(self, plan: Plan, gate: Gate):
+        self.plan, self.gate = plan, gate
         self.marks = [plan.warmup + i * plan.window for i in range(plan.repeats + 1)]
         self.seconds: list[float] = []  # per step, one entry per window
         self._began = None
@@ -162,10 +191,12 @@ class _Windows(lt.Callback):
             return
         if self._began is not None:
             self.seconds.append((ended - self._began) / self.plan.window)
+            self.gate.done(self.seconds[-1])
+        self.gate.wait()  # the next window's turn, or (after the last) the end of every window
         self._began = time.perf_counter()
 
 
-def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int) -> list[float]:
+def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int, gate: Gate) -> list[float]:
     from rich.console import Console
 
     total = plan.warmup + plan.window * plan.repeats
@@ -175,7 +206,7 @@ def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int) -> list[fl
     settings = {**loop_settings(config), "max_steps": total + 1, "num_epochs": epochs,
                 "eval_every": total + 1, "checkpoint_every": total + 1, "patience": total + 1,
                 "monitor": "val/loss", "eval_per_epoch": False}
-    timer = _Windows(plan)
+    timer = _Windows(plan, gate)
     display = lt.callbacks.Display(Console(file=open(os.devnull, "w")))  # a user's display costs too
     with tempfile.TemporaryDirectory(prefix="looptrain-bench-") as tmp:
         lt.fit(task, train=lt.data.ArraySource(corpus.splits["train"]),
@@ -188,23 +219,28 @@ def _looptrain(task, corpus, config: Config, plan: Plan, epochs: int) -> list[fl
 
 
 class _EpochTimes(keras.callbacks.Callback):
-    def __init__(self):
+    """Seconds per step of each epoch (a window), each epoch begun at the gate."""
+
+    def __init__(self, steps: int, gate: Gate):
         super().__init__()
-        self.seconds: list[float] = []
+        self.steps, self.gate, self.seconds = steps, gate, []
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.gate.wait()
         self._began = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._began)
+        self.seconds.append((time.perf_counter() - self._began) / self.steps)
+        self.gate.done(self.seconds[-1])
 
 
 class _Fit:
     """`model.fit`: a warm-up fit, then ONE fit of an epoch per window (the iterator is made once:
     a fit per window would time its set-up, ~40 ms, in every window)."""
 
-    def __init__(self, model, config: Config, dataset, *, matched: bool, jit: bool, metrics: list):
-        self.model = model
+    def __init__(self, model, config: Config, dataset, *, matched: bool, jit: bool, metrics: list,
+                 gate: Gate):
+        self.model, self.gate = model, gate
         options = {"jit_compile": jit, "steps_per_execution": steps_per_call(config)}
         self.model.compile(optimizer=make_optimizer(learning_rate=config.train.learning_rate,
                                                     clip_norm=config.train.clip_norm,
@@ -218,17 +254,18 @@ class _Fit:
         # dataset, with a warning in every fit process).
         self.model.fit(self.dataset, epochs=1, steps_per_epoch=plan.warmup, verbose=0,
                        shuffle=False)  # traces
-        timer = _EpochTimes()
+        timer = _EpochTimes(plan.window, self.gate)
         self.model.fit(self.dataset, epochs=plan.repeats, steps_per_epoch=plan.window,
                        callbacks=[timer], verbose=0, shuffle=False)
-        self.seconds = [s / plan.window for s in timer.seconds]
+        self.gate.wait()  # the end of every variant's windows
+        self.seconds = timer.seconds
 
 
 class _Calls:
     """A compiled `run(iterator, num_steps)` timed over whole windows of calls."""
 
-    def __init__(self, run, dataset, per_call: int, *, min_window: int = 0):
-        self.call, self.iterator, self.per_call = run, iter(dataset), per_call
+    def __init__(self, run, dataset, per_call: int, gate: Gate, *, min_window: int = 0):
+        self.call, self.iterator, self.per_call, self.gate = run, iter(dataset), per_call, gate
         self.min_window = min_window  # steps: windows shorter than this are too short to time
         self.seconds: list[float] = []
 
@@ -236,6 +273,7 @@ class _Calls:
         self.warm_up(plan.warmup)
         for _ in range(plan.repeats):
             self.window(plan.window)
+        self.gate.wait()  # the end of every variant's windows
 
     def warm_up(self, steps: int) -> None:  # the first call traces and compiles
         for _ in range(max(1, steps // self.per_call)):
@@ -243,15 +281,17 @@ class _Calls:
 
     def window(self, steps: int) -> None:
         calls = max(1, max(steps, self.min_window) // self.per_call)
+        self.gate.wait()
         began = time.perf_counter()
         for _ in range(calls):
             result = self.call(self.iterator, tf.constant(self.per_call))
         if result is not None:
             result.numpy()
         self.seconds.append((time.perf_counter() - began) / (calls * self.per_call))
+        self.gate.done(self.seconds[-1])
 
 
-def _bare(task, dataset, per_call: int, jit: bool) -> _Calls:
+def _bare(task, dataset, per_call: int, jit: bool, gate: Gate) -> _Calls:
     """The practical limit: the task's objective (the built-in classifier's) or plain step (a
     user's), applied by its optimizer; the same steps per call; nothing else."""
     update = _bare_update(task)
@@ -267,7 +307,7 @@ def _bare(task, dataset, per_call: int, jit: bool) -> _Calls:
                                  (tf.constant(0),))
         return count
 
-    return _Calls(run, dataset, per_call)
+    return _Calls(run, dataset, per_call, gate)
 
 
 def _bare_update(task):
@@ -284,7 +324,7 @@ def _bare_update(task):
     return update
 
 
-def _pipeline(dataset) -> _Calls:
+def _pipeline(dataset, gate: Gate) -> _Calls:
     """The input pipeline alone, drained inside a compiled loop as the step drains it."""
     @tf.function
     def run(iterator, num_steps):
@@ -294,7 +334,7 @@ def _pipeline(dataset) -> _Calls:
             total += tf.cast(tf.reduce_sum(y), tf.int64)
         return total
 
-    return _Calls(run, dataset, 100, min_window=1000)
+    return _Calls(run, dataset, 100, gate, min_window=1000)
 
 
 def make_vectors(directory: Path, *, dim: int = 32, num_classes: int = 10, seed: int = 0) -> Path:

@@ -1,29 +1,73 @@
-"""Alternated runs of the bench's variants, one process each, and their ratios between neighbours.
+"""The bench's variants side by side: one process each, their timed windows taken in turns, and the
+ratios between neighbouring windows.
 
-A round runs every variant once, each in a fresh process; rounds alternate their order (A B C, then
-C B A, ...), so a drift of the machine's load over a round weighs on both sides of a ratio alike.
-A ratio (looptrain against another variant) is taken between the two runs of the same round, and
-the bench reports the median of those ratios over the rounds with their range: the spread says how
-far one round's ratio can be trusted. See docs/performance-bench.md for why (in one process the
-variants disturbed each other) and for the figures.
+A round starts one process per variant; each warms up (tracing, compilation) and then waits at its
+gate (`harness.Gate`). The variants then run their timed windows in turn, A B C, C B A, ..., one at
+a time, the others idle. The i-th windows of two variants ran seconds apart, so the host's load
+(which on this VM changes over seconds to minutes) weighs on both alike, and a ratio (looptrain
+against another variant) is the median of the window-by-window ratios of a round. The bench reports
+the median of the rounds' ratios with their range: rounds are fresh processes, so the range also
+shows what differs between processes. See docs/performance-bench.md for the measurements behind
+this method.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
-from typing import Callable
+import subprocess
 
 # looptrain's speed over each of these (pipeline: the other way round, its headroom).
 VERSUS = ("fit_default", "fit_matched", "bare")
 
 
-def alternate(run: Callable[[str], dict], variants: list[str], rounds: int) -> dict[str, list[dict]]:
-    """Runs `run(variant)` for every variant in every round, odd rounds in reverse order."""
-    runs: dict[str, list[dict]] = {v: [] for v in variants}
-    for r in range(rounds):
-        for variant in (variants if r % 2 == 0 else variants[::-1]):
-            runs[variant].append(run(variant))
-    return runs
+def take_turns(commands: dict[str, list[str]], windows: int) -> dict[str, dict]:
+    """Runs one process per variant (`commands[variant]`), all warmed up before the first window,
+    then `windows` windows each in turn, odd turns in reverse order; returns each process's figures
+    (the JSON of its last stdout line)."""
+    processes = {v: subprocess.Popen(c, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for v, c in commands.items()}
+    try:
+        for variant, process in processes.items():
+            _expect(process, "@@ready", variant)
+        order = list(processes)
+        for turn in range(windows):
+            for variant in (order if turn % 2 == 0 else order[::-1]):
+                process = processes[variant]
+                process.stdin.write("go\n")
+                process.stdin.flush()
+                _expect(process, "@@window", variant)
+                _expect(process, "@@ready", variant)  # at its next gate: idle from here on
+        for process in processes.values():  # after the last window: the processes finish
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        return {v: _figures(p, v) for v, p in processes.items()}
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _expect(process: subprocess.Popen, tag: str, variant: str) -> str:
+    """The next line of `process` that starts with `tag` (other output is passed over)."""
+    for line in process.stdout:
+        if line.startswith(tag):
+            return line[len(tag):].strip()
+    raise SystemExit(f"bench: the {variant} process ended (exit status {process.wait()}) before "
+                     f"its {tag[2:]} line")
+
+
+def _figures(process: subprocess.Popen, variant: str) -> dict:
+    out, _ = process.communicate()
+    if process.returncode or not out.strip():
+        raise SystemExit(f"bench: the {variant} process failed (exit status {process.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def paired(ours: list[float], theirs: list[float]) -> float:
+    """The median of the window-by-window ratios ours/theirs (the i-th windows ran side by side)."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 def spread(values: list[float]) -> dict:
@@ -33,19 +77,22 @@ def spread(values: list[float]) -> dict:
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
-    """Each variant's median examples/s (`<variant>_ex_s`) and per-round runs, the per-round
-    ratios `vs_<variant>` (looptrain over it) and `pipeline_headroom`, and the peak RSS."""
+    """Each variant's median examples/s over rounds (`<variant>_ex_s`, and each round's), the
+    rounds' ratios `vs_<variant>` (looptrain over it, each the median of a round's paired windows)
+    and `pipeline_headroom`, and the peak RSS."""
     out: dict = {}
     for variant, results in runs.items():
         speeds = [r["ex_s"] for r in results]
         out[f"{variant}_ex_s"] = round(statistics.median(speeds), 1)
         out[f"{variant}_runs"] = speeds
-    ours = [r["ex_s"] for r in runs.get("looptrain", [])]
+    ours = [r["windows_ex_s"] for r in runs.get("looptrain", [])]
     for variant in VERSUS:
         if ours and variant in runs:
-            out[f"vs_{variant}"] = spread([a / r["ex_s"] for a, r in zip(ours, runs[variant])])
+            out[f"vs_{variant}"] = spread([paired(a, r["windows_ex_s"])
+                                           for a, r in zip(ours, runs[variant])])
     if ours and "pipeline" in runs:
-        out["pipeline_headroom"] = spread([r["ex_s"] / a for a, r in zip(ours, runs["pipeline"])])
+        out["pipeline_headroom"] = spread([paired(r["windows_ex_s"], a)
+                                           for a, r in zip(ours, runs["pipeline"])])
     out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs.get("looptrain", sum(runs.values(), [])))
     return out
 
@@ -55,8 +102,8 @@ def report(results: dict[str, dict], rounds: int, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"training throughput, examples/s (median of {rounds} alternated "
-                        f"process rounds); ratios: median (min-max in brackets) of the rounds' ratios")
+    table = Table(title=f"training throughput, examples/s (median of {rounds} rounds of processes "
+                        f"taking turns); ratios: median (min-max in brackets) of the rounds' ratios")
     for column in ("workload", "looptrain", "fit default", "fit matched", "bare loop", "pipeline",
                    "vs fit default", "vs fit matched", "vs bare", "pipeline / looptrain",
                    "peak RSS MB"):

@@ -1,30 +1,68 @@
-"""The bench's alternation of processes and its ratios between the runs of a round (no TF)."""
+"""The bench's processes taking turns and its ratios between neighbouring windows (no TF: the
+children here are small Python scripts speaking the gate's protocol, `harness.Gate`)."""
 
 import sys
+
+import pytest
 
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import rounds  # noqa: E402
 
+# A child: at each gate it says @@ready and waits for "go"; a window appends its name to the log.
+CHILD = """
+import json, sys
+name, windows, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+print("some other output", flush=True)
+for i in range(windows):
+    print("@@ready", flush=True)
+    assert sys.stdin.readline().strip() == "go"
+    with open(log, "a") as f:
+        f.write(name + "\\n")
+    print(f"@@window {0.001 * (i + 1)}", flush=True)
+print("@@ready", flush=True)
+assert sys.stdin.readline().strip() == "go"
+print(json.dumps({"ex_s": 1.0, "windows_ex_s": [1.0] * windows, "name": name}))
+"""
 
-def test_rounds_alternate_the_variants_and_reverse_every_other_round():
-    order = []
-    runs = rounds.alternate(lambda v: order.append(v) or {"ex_s": len(order)}, ["a", "b", "c"], 3)
-    assert order == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
-    assert [r["ex_s"] for r in runs["a"]] == [1, 6, 7]
+
+def test_the_processes_take_turns_one_window_at_a_time_reversed_every_other_turn(tmp_path):
+    log = tmp_path / "log"
+    commands = {name: [sys.executable, "-c", CHILD, name, "3", str(log)] for name in "abc"}
+    figures = rounds.take_turns(commands, 3)
+    assert log.read_text().split() == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    assert {name: f["name"] for name, f in figures.items()} == {"a": "a", "b": "b", "c": "c"}
 
 
-def test_ratios_are_taken_within_a_round_and_reported_with_their_range():
-    # The machine runs twice as fast in round 2: the ratios of a round do not see it.
-    runs = {"looptrain": [{"ex_s": 90, "peak_rss_mb": 500}, {"ex_s": 180, "peak_rss_mb": 510}],
-            "bare": [{"ex_s": 100, "peak_rss_mb": 400}, {"ex_s": 200, "peak_rss_mb": 400}],
-            "fit_matched": [{"ex_s": 80, "peak_rss_mb": 450}, {"ex_s": 200, "peak_rss_mb": 450}],
-            "pipeline": [{"ex_s": 900, "peak_rss_mb": 300}, {"ex_s": 1800, "peak_rss_mb": 300}]}
+def test_a_process_that_ends_early_is_named(tmp_path):
+    commands = {"good": [sys.executable, "-c", CHILD, "good", "2", str(tmp_path / "log")],
+                "broken": [sys.executable, "-c", "import sys; print('@@ready'); sys.exit(7)"]}
+    with pytest.raises(SystemExit, match=r"^bench: the broken process ended \(exit status 7\) "
+                                         r"before its window line$"):
+        rounds.take_turns(commands, 2)
+
+
+def _run(windows, peak=400):
+    return {"ex_s": sorted(windows)[len(windows) // 2], "windows_ex_s": windows, "peak_rss_mb": peak}
+
+
+def test_a_rounds_ratio_is_the_median_of_its_paired_windows():
+    # The machine slows down and speeds up within a round; paired windows do not see it, and the
+    # one disturbed pair (the third) does not move the median.
+    runs = {"looptrain": [_run([90, 45, 30, 180, 90], 500), _run([180, 90, 90, 90, 90], 510)],
+            "bare": [_run([100, 50, 100, 200, 100]), _run([200, 100, 100, 100, 100])],
+            "fit_matched": [_run([80, 40, 80, 160, 80], 450), _run([200, 100, 100, 100, 100], 450)],
+            "pipeline": [_run([900, 450, 900, 1800, 900], 300), _run([1800, 900, 900, 900, 900], 300)]}
     summary = rounds.summarise(runs)
     assert summary["vs_bare"] == {"median": 0.9, "min": 0.9, "max": 0.9, "runs": [0.9, 0.9]}
     assert summary["vs_fit_matched"]["runs"] == [1.125, 0.9]
     assert summary["vs_fit_matched"]["median"] == 1.012  # (1.125 + 0.9) / 2, rounded
     assert "vs_fit_default" not in summary
     assert summary["pipeline_headroom"]["median"] == 10.0
-    assert summary["looptrain_ex_s"] == 135 and summary["peak_rss_mb"] == 510
+    assert summary["looptrain_ex_s"] == 90 and summary["peak_rss_mb"] == 510
+
+
+def test_paired_windows_must_be_as_many_on_both_sides():
+    with pytest.raises(ValueError):
+        rounds.paired([1.0, 2.0], [1.0])
