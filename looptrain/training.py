@@ -11,7 +11,6 @@ task is built and its step traced, so a broken task never leaves a half-made run
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 import time
@@ -41,7 +40,8 @@ from looptrain.engine.evaluation import Evaluator
 from looptrain.engine.rundir import RunDir
 from looptrain.engine.signals import StopSignals
 from looptrain.engine.summaries import SummaryWriter, drop_events_after
-from looptrain.errors import ConfigError, RunDirError
+from looptrain.errors import ConfigError
+from looptrain.fit_record import check_unchanged, make_record
 from looptrain.task import (build_optimizers, check_built, identity_of, learning_rates,
                             trainable_variables, use_jit)
 
@@ -175,7 +175,8 @@ class _Session:
                 and not self.strategy else None)
         writer = SummaryWriter(run.logs)
         best = Best(monitor, mode)
-        record = self._record(identity_of(task), monitor, mode)
+        record = make_record(task, s, self.train, identity=identity_of(task), monitor=monitor,
+                             mode=mode)
         # The settings' optional callbacks (metrics file, EMA, profiler, time limit) and the
         # user's: set up with the built task, checkpointed, their in-call hooks compiled in.
         user = [*setting_callbacks(s, run_path=run.path, best=best, chief=self.role.is_chief,
@@ -245,7 +246,11 @@ class _Session:
             result = loop.run()
         finally:
             writer.close()
-        wall = time.monotonic() - began
+        return self._finish(result, run, best, total, wall=time.monotonic() - began)
+
+    def _finish(self, result, run: RunDir, best: Best, total: int, *, wall: float) -> FitResult:
+        """The run's last line on the display, and the `FitResult`."""
+        monitor = best.monitor
         best_text = (f"best {monitor} {best.best_value:.4f} (step {best.best_step})"
                      if math.isfinite(best.best_value) else f"no {monitor} measured")
         if result.stop_reason == "already_done":
@@ -303,23 +308,8 @@ class _Session:
                 self.strategy, lambda replicas: self._dataset(start_step, replicas)))
         return iter(self.strategy.experimental_distribute_dataset(self._dataset(start_step)))
 
-    def _record(self, identity: str, monitor: str, mode: str) -> dict:
-        """What `fit.json` holds: what may not change while the run lives, and its identity."""
-        task, s = self.task, self.settings
-        fixed = {name: getattr(s, name) for name in ("batch_size", "seed")}
-        if s.ema_decay:  # what the best copy holds (absent when off: runs from before it match)
-            fixed["ema_decay"] = s.ema_decay
-        return {"task": type(task).__qualname__,
-                "hparams": json.loads(json.dumps(dict(task.hparams), default=repr)),
-                "settings": {**fixed, "monitor": monitor, "mode": mode},
-                "data": self.train.fingerprint(), "identity": identity,
-                "looptrain": __version__}
-
     def _restore(self, run: RunDir, source: RunDir, checkpoints: Checkpoints, record: dict) -> None:
-        saved = source.read_record()
-        for key in ("task", "hparams", "settings", "data"):
-            if saved.get(key) != record[key]:
-                raise RunDirError(_changed(source, key, saved.get(key), record[key]))
+        check_unchanged(source, record)
         restored, warnings = checkpoints.restore_latest(source.checkpoints)
         if self.on_start:
             self.on_start(run.path, True)
@@ -332,21 +322,6 @@ class _Session:
             self.display.log(f"removed {dropped} TensorBoard events of steps after the checkpoint "
                              f"(they are being run again)")
         self.display.log(f"resumed from {restored or 'the start'} at step {step} ({_versions()})")
-
-
-def _changed(run: RunDir, key: str, saved, given) -> str:
-    """The one-line error for a resume that changes what the run is."""
-    if key == "data":
-        return (f"resume: the training data differs from the data this run started with "
-                f"({run.fit_file}); resume with the original data")
-    if isinstance(saved, dict) and isinstance(given, dict):
-        for name in sorted(set(saved) | set(given)):
-            if saved.get(name) != given.get(name):
-                return (f"resume: cannot change {key} '{name}' of the run in {run.path} (saved "
-                        f"{saved.get(name)!r}, given {given.get(name)!r}); start a new run "
-                        f"directory to train with a different value")
-    return (f"resume: the run in {run.path} was started with {key} {saved!r}, not {given!r}; "
-            f"start a new run directory")
 
 
 def _versions() -> str:

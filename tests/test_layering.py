@@ -9,7 +9,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "looptrain"
 # The loop and what it runs: it takes built objects and knows nothing above it.
 ENGINE = ["looptrain.engine", "looptrain.callbacks", "looptrain.task", "looptrain.training",
-          "looptrain.evaluation",
+          "looptrain.fit_record", "looptrain.evaluation",
           "looptrain.settings", "looptrain.data.sources", "looptrain.data.pipeline"]
 # What the engine must never reach, directly or through another module.
 ABOVE = ["looptrain.config", "looptrain.cli", "looptrain.models", "looptrain.data.text",
