@@ -65,7 +65,7 @@ class FitResult:
 def fit(task, *, train, val=None, run_dir: str | Path, resume: bool | str = False,
         callbacks: Sequence[Callback] = (), display: Display | None = None,
         on_start: Callable[[Path, bool], None] | None = None, resume_hint: str | None = None,
-        **settings: Any) -> FitResult:
+        skip_hint: str | None = None, **settings: Any) -> FitResult:
     """Trains `task` on `train` into `run_dir`, or continues the run there.
 
     Args:
@@ -82,7 +82,8 @@ def fit(task, *, train, val=None, run_dir: str | Path, resume: bool | str = Fals
         display: where progress goes; a terminal display when None.
         on_start: `on_start(run_path, resumed)`: writes the caller's own files into the run
             directory, under its lock, before the first checkpoint (or after the restore).
-        resume_hint: the command that continues the run, for messages.
+        resume_hint, skip_hint: the commands that continue the run, and continue it skipping
+            non-finite batches, for messages (the `lt.fit` call by default).
         **settings: the loop's settings by name (`settings.LoopSettings`: batch_size,
             num_epochs, max_steps, eval_every, checkpoint_every, log_every, patience, monitor,
             mode, steps_per_loop, seed, on_nan, strategy, num_devices, histogram_every, ...).
@@ -105,11 +106,12 @@ def fit(task, *, train, val=None, run_dir: str | Path, resume: bool | str = Fals
         run.check_resumable()
     elif role.is_chief:
         run.check_new()
+    again = f"lt.fit(..., run_dir={str(run.path)!r}, resume=True"
     session = _Session(task=task, train=as_source(train, what="train"),
                        val=as_source(val, what="val"), settings=s, strategy=strategy, role=role,
                        resume=resume, display=display or Display(), user_callbacks=list(callbacks),
-                       on_start=on_start,
-                       resume_hint=resume_hint or f"lt.fit(..., run_dir={str(run.path)!r}, resume=True)")
+                       on_start=on_start, resume_hint=resume_hint or f"{again})",
+                       skip_hint=skip_hint or f'{again}, on_nan="skip")')
     if not role.is_chief:
         # Every worker saves (TensorFlow's rule for multi-worker checkpoints), but only the chief
         # into the run directory: the others into a temporary directory of their own.
@@ -151,6 +153,7 @@ class _Session:
     user_callbacks: list
     on_start: Callable | None
     resume_hint: str
+    skip_hint: str
 
     def run(self, run: RunDir, source: RunDir, signals: StopSignals) -> FitResult:
         """Builds, starts or restores, trains. `run` is written, `source` read on resume (a
@@ -205,7 +208,7 @@ class _Session:
                    **CallbackList(user).states()})
         self.display.best = best
         agreement = distribute.Agreement(self.strategy, self.role)
-        built_in = [NonFinite(s.on_nan, call), self.display, *hooks]
+        built_in = [NonFinite(s.on_nan, call, skip_hint=self.skip_hint), self.display, *hooks]
         if self.val is not None:
             dataset = self.val.eval_dataset(s.batch_size)
             # At least one evaluation per epoch: on a small data set `eval_every` steps can be

@@ -185,6 +185,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_confi
     assert str(error.value).startswith(
         f"step 33: non-finite loss or gradient (loss nan, grad_norm nan); training stopped and nothing was saved "
         f"after step 20; the last good checkpoint is {run}/checkpoints/ckpt-20.")
+    assert str(error.value).endswith(f" --run-dir {run} --resume --on-nan skip")  # the CLI form
     assert _latest_step(run) == 20
     for index in (run / "checkpoints").glob("ckpt-*.index"):
         prefix = str(index)[:-6]

@@ -101,4 +101,5 @@ def train_and_evaluate(config: Config, run_dir: str | Path, *, resume: bool = Fa
 
     return fit(task, train=train, val=val, run_dir=run_dir, resume=resume, display=display,
                callbacks=[RunStart(config, display, input_spec)], on_start=on_start,
-               resume_hint=hints.resume(run_dir), **loop_settings(config))
+               resume_hint=hints.resume(run_dir),
+               skip_hint=hints.resume(run_dir, flags="--on-nan skip"), **loop_settings(config))

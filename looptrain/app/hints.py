@@ -52,10 +52,13 @@ def script(name: str) -> str:
     return f"{_short(sys.executable)} {_short(folder / f'{name}.py')}"
 
 
-def resume(run_dir: str | Path) -> str:
-    """The command that continues the run in `run_dir`."""
+def resume(run_dir: str | Path, *, flags: str = "") -> str:
+    """The command that continues the run in `run_dir`, with the train `flags` (`--on-nan skip`)
+    where they go: after `--resume`, or in `make`'s `ARGS`."""
     name = _make_name(run_dir)
-    return f"make resume RUN={name}" if name else f"{script('train')} --run-dir {run_dir} --resume"
+    if name:
+        return f"make resume RUN={name}" + (f" ARGS='{flags}'" if flags else "")
+    return f"{script('train')} --run-dir {run_dir} --resume" + (f" {flags}" if flags else "")
 
 
 def evaluate(run_dir: str | Path) -> str:

@@ -10,9 +10,11 @@ class NonFinite(Callback):
     """Stops the run (`on_nan = "stop"`: exit 3, nothing saved after the last good checkpoint)
     or reports the skipped steps (`"skip"`), from the call's non-finite count."""
 
-    def __init__(self, on_nan: str, call, *,
+    def __init__(self, on_nan: str, call, *, skip_hint: str = "--resume --on-nan skip",
                  advice: str = "a lower learning rate or gradient clipping"):
-        self.on_nan, self.call, self.advice = on_nan, call, advice
+        """`skip_hint` is the command that continues the run skipping such batches, in the form
+        the user runs it (CLI flags, `make ... ARGS=`, or `lt.fit(..., on_nan="skip")`)."""
+        self.on_nan, self.call, self.advice, self.skip_hint = on_nan, call, advice, skip_hint
         self._seen = None
 
     def on_fit_begin(self, loop) -> None:
@@ -33,8 +35,7 @@ class NonFinite(Callback):
             return
         message = (f"step {step}: {what}; training stopped and nothing was saved after step "
                    f"{loop.saved_step}; the last good checkpoint is {loop.last_checkpoint}. Start "
-                   f"a new run with {self.advice}, or continue this one with {loop.resume_hint} "
-                   f"--on-nan skip")
+                   f"a new run with {self.advice}, or continue this one with {self.skip_hint}")
         loop.log(message)
         raise TrainingDiverged(message)
 

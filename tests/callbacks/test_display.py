@@ -104,9 +104,12 @@ def test_hints_name_the_command_the_user_ran(monkeypatch, tmp_path):
     python = sys.executable if os.path.relpath(sys.executable).startswith("..") else \
         os.path.relpath(sys.executable)
     assert hints.resume("runs/x") == f"{python} scripts/train.py --run-dir runs/x --resume"
+    assert hints.resume("runs/x", flags="--on-nan skip") == \
+        f"{python} scripts/train.py --run-dir runs/x --resume --on-nan skip"
     assert hints.evaluate("runs/x") == f"{python} scripts/evaluate.py --run-dir runs/x"
     monkeypatch.setenv(hints.INVOKED_AS, "make")
     assert hints.resume("runs/x") == "make resume RUN=x"
+    assert hints.resume("runs/x", flags="--on-nan skip") == "make resume RUN=x ARGS='--on-nan skip'"
     assert hints.evaluate(tmp_path / "runs" / "x") == "make eval RUN=x"
     assert hints.tensorboard("runs/x") == "make tensorboard"
     assert hints.resume("/elsewhere/x").endswith("--run-dir /elsewhere/x --resume")  # no RUN= for it

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import looptrain as lt
 from conftest import given_task, make_call, step_losses
 from looptrain.app.experiment import make_classifier
 from looptrain.data.corpus import load_corpus
@@ -283,8 +284,6 @@ def test_the_histogram_probe_takes_the_gradients_of_the_training_objective(tiny_
 def test_the_calls_count_the_examples_of_partial_batches_exactly(tmp_path):
     from user_tasks import quiet, regression_class
 
-    import looptrain as lt
-
     class Examples(lt.Callback):
         def __init__(self):
             self.count = 0
@@ -302,13 +301,12 @@ def test_the_calls_count_the_examples_of_partial_batches_exactly(tmp_path):
     assert counter.count == 3 * len(y)
 
 
-class _NormlessTask:
+class _NormlessTask(lt.Task):
     """A user's step through `lt.apply_gradients` that returns its loss only (not the norm): its
     4th step has a finite loss and infinite gradients, which only the reported norm shows."""
 
     def __init__(self):
-        import looptrain as lt
-
+        super().__init__()
         self.lt, self.calls = lt, tf.Variable(0, dtype=tf.int64)
 
     def build(self):
@@ -348,3 +346,19 @@ def test_a_nonfinite_gradient_norm_counts_although_the_step_returns_only_finite_
     assert result.steps == (6 if skip else 4)
     weights_finite = all(np.isfinite(v.numpy()).all() for v in task.model.variables)
     assert weights_finite == skip
+
+
+def test_a_stopped_user_run_names_the_lt_fit_call_that_skips_and_that_call_goes_on(tmp_path):
+    from looptrain.errors import TrainingDiverged
+    from user_tasks import quiet
+
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 3, 64).astype(np.int32))
+    run, options = tmp_path / "run", dict(batch_size=8, max_steps=6, log_every=1, display=quiet())
+    with pytest.raises(TrainingDiverged) as stopped:
+        lt.fit(_NormlessTask(), train=data, run_dir=run, **options)
+    hint = f"lt.fit(..., run_dir={str(run)!r}, resume=True, on_nan=\"skip\")"
+    assert str(stopped.value).endswith(f"or continue this one with {hint}")
+    # The hint, as written, continues the run past the step that stopped it.
+    result = lt.fit(_NormlessTask(), train=data, run_dir=run, resume=True, on_nan="skip", **options)
+    assert result.step == 6
