@@ -85,7 +85,9 @@ def batch_mean(values) -> tf.Tensor:
     context = current_context()
     if context is None:
         return total / tf.cast(tf.shape(values)[0], dtype)
-    return total * context.num_replicas / tf.cast(context.global_batch_size, dtype)
+    if context.num_replicas > 1:
+        total *= context.num_replicas
+    return total / tf.cast(context.global_batch_size, dtype)  # (one op less per step on one device)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -141,7 +143,7 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables,
         summed = replica.all_reduce(tf.distribute.ReduceOp.MEAN, [gradients[i] for i in present])
         for i, g in zip(present, summed):
             gradients[i] = g
-    raw_norm = tf.linalg.global_norm([g for g in gradients if g is not None])
+    raw_norm = _global_norm([g for g in gradients if g is not None])
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     scale = tf.cast(optimizer.dynamic_scale, raw_norm.dtype) if scaled else tf.constant(1.0)
     norm = raw_norm / scale if scaled else raw_norm
@@ -162,6 +164,15 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables,
         # An update is held back exactly when `finite` is False, so the norm witnesses both.
         context.witnesses.append(tf.constant(0.0) if scaled else norm)
     return norm
+
+
+def _global_norm(gradients) -> tf.Tensor:
+    """`tf.linalg.global_norm` in one op fewer (an add of the halved squares instead of their
+    stack and sum): it runs every step, and each op costs a fast model ~1 us of a ~200 us step."""
+    if not gradients:
+        return tf.constant(0.0)
+    halves = [tf.nn.l2_loss(g) for g in gradients]
+    return tf.sqrt(2.0 * (halves[0] if len(halves) == 1 else tf.add_n(halves)))
 
 
 def _apply(optimizer, pairs):

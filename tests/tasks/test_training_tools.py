@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import looptrain as lt
 from looptrain import config as config_lib
 from looptrain.config import ModelConfig, TrainConfig
 from looptrain.errors import ConfigError
@@ -188,3 +189,16 @@ def test_class_weight_settings():
     np.testing.assert_allclose(class_weights("1,2.5,.5", y, 3), [1.0, 2.5, 0.5])
     with pytest.raises(ConfigError, match="'train.class_weights' has 2 values but the data has 3 classes"):
         class_weights("1,2", y, 3)
+
+
+@pytest.mark.parametrize("shapes", [[(3, 2)], [(3, 2), (2,), (4, 4)]])
+def test_apply_gradients_returns_the_global_norm_of_the_gradients_it_applies(shapes):
+    # Its own sum of halved squares (one op fewer than tf.linalg.global_norm): the same value, for
+    # one gradient and for several, an unconnected (None) one left out.
+    rng = np.random.default_rng(0)
+    variables = [tf.Variable(rng.normal(size=s).astype("float32")) for s in shapes]
+    gradients = [tf.constant(rng.normal(size=s).astype("float32") * 3) for s in shapes]
+    unconnected = tf.Variable(tf.zeros([2]))
+    norm = lt.apply_gradients(keras.optimizers.SGD(0.1), [*gradients, None], [*variables, unconnected])
+    assert float(norm) == pytest.approx(float(tf.linalg.global_norm(gradients)), rel=1e-6)
+    assert float(norm) == pytest.approx(np.sqrt(sum(np.sum(g.numpy() ** 2) for g in gradients)), rel=1e-5)
