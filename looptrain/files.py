@@ -7,6 +7,7 @@ target named `.<target>.<pid>-<host>.<random>.tmp`: a kill leaves nothing but su
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -194,6 +195,25 @@ def made_from(out_dir: str | Path, spec: dict, files: list[str]) -> bool:
     except (OSError, ValueError):
         return False
     return manifest.get("spec") == spec and all((out_dir / f).is_file() for f in files)
+
+
+def ensure_generated(out_dir: str | Path, spec: dict, files: list[str], generate) -> Path:
+    """`out_dir`, made by `generate()` unless its manifest records `spec` (`made_from`).
+
+    One process generates at a time (an `flock` on the hidden sibling `.<name>.lock`, which the
+    kernel drops if its holder dies), and a process that waited checks again: runs started together
+    on a fresh checkout (the bench's five processes) each generated the embedded data, and the last
+    one's replacing the directory took the files away from a run already reading them.
+    """
+    out_dir = Path(out_dir)
+    if made_from(out_dir, spec, files):
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        if not made_from(out_dir, spec, files):
+            generate()
+    return out_dir
 
 
 def point_symlink(link: Path, target: str) -> None:

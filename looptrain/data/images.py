@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from looptrain.files import atomic_directory, made_from, not_generated_by
+from looptrain.files import atomic_directory, ensure_generated, not_generated_by
 
 # Recorded in manifest.json: the directories this module may replace (and nothing else).
 GENERATOR = "looptrain.data.images"
@@ -67,10 +67,9 @@ def generate(out_dir: str | Path, spec: ImageSpec = ImageSpec()) -> Path:
 
 
 def ensure(out_dir: str | Path, spec: ImageSpec = ImageSpec()) -> Path:
-    """Generates the images into `out_dir` unless its manifest says they were made from `spec`."""
-    if made_from(out_dir, asdict(spec), FILES):
-        return Path(out_dir)
-    return generate(out_dir, spec)
+    """Generates the images into `out_dir` unless its manifest says they were made from `spec` (one
+    process at a time: `files.ensure_generated`)."""
+    return ensure_generated(out_dir, asdict(spec), FILES, lambda: generate(out_dir, spec))
 
 
 def make_images(rng: np.random.Generator, spec: ImageSpec, count: int) -> tuple[np.ndarray, np.ndarray]:

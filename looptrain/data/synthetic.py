@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from looptrain.files import atomic_directory, made_from, not_generated_by
+from looptrain.files import atomic_directory, ensure_generated, not_generated_by
 
 # Recorded in manifest.json: the directories this module may replace (and nothing else).
 GENERATOR = "looptrain.data.synthetic"
@@ -83,10 +83,9 @@ def generate(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path
 
 
 def ensure(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
-    """Generates the corpus into `out_dir` unless its manifest says it was made from `spec`."""
-    if made_from(out_dir, asdict(spec), FILES):
-        return Path(out_dir)
-    return generate(out_dir, spec)
+    """Generates the corpus into `out_dir` unless its manifest says it was made from `spec` (one
+    process at a time: `files.ensure_generated`)."""
+    return ensure_generated(out_dir, asdict(spec), FILES, lambda: generate(out_dir, spec))
 
 
 @dataclass(frozen=True)
