@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from looptrain import migrations
 from looptrain.errors import ConfigError
-from looptrain.settings import RESUMABLE, LoopSettings, check_value
+from looptrain.settings import RESUMABLE, LoopSettings, check_value, did_you_mean
 from looptrain.settings import setting as _field
 from looptrain.user_code import check_arguments, import_attr, normalize_task_path
 
@@ -161,7 +161,8 @@ def _split_key(key: str, source: str) -> tuple[str, str]:
     cls = _SECTION_CLASSES.get(section)
     known = cls is not None and name in {f.name for f in dataclasses.fields(cls)}
     if not known and not (section in _OPEN_SECTIONS and name.isidentifier()):
-        raise ConfigError(f"{source}: unknown config key '{key}' (known keys: {', '.join(known_keys())})")
+        raise ConfigError(f"{source}: unknown config key '{key}'{did_you_mean(key, known_keys())} "
+                          f"(known keys: {', '.join(known_keys())})")
     return section, name
 
 
@@ -181,7 +182,8 @@ def from_dict(sections: Mapping[str, Any], *, source: str = "config",
     built, extra, task = {}, {}, {"path": ""}
     for section, values in sections.items():
         if section not in (*_SECTION_CLASSES, "task"):
-            raise ConfigError(f"{source}: unknown config section '{section}' (known: "
+            raise ConfigError(f"{source}: unknown config section '{section}'"
+                              f"{did_you_mean(section, [*_SECTION_CLASSES, 'task'])} (known: "
                               f"{', '.join([*_SECTION_CLASSES, 'task'])})")
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: '{section}' must be a table of keys")

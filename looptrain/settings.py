@@ -9,6 +9,7 @@ naming the key, whether it came from a config file, a flag or a keyword argument
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -53,13 +54,20 @@ def check_value(fld: dataclasses.Field, value: Any, key: str, source: str) -> An
     return value
 
 
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`; did you mean 'x'?` for the known name closest to a misspelt `name`, or "" if none is close."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def build(cls, values: dict[str, Any], *, source: str, prefix: str = ""):
     """`cls(**values)` with every value checked; an unknown name is an error listing the known ones."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     checked = {}
     for name, value in values.items():
         if name not in fields:
-            raise ConfigError(f"{source}: unknown setting '{prefix}{name}' (known: "
+            raise ConfigError(f"{source}: unknown setting '{prefix}{name}'"
+                              f"{did_you_mean(prefix + name, [prefix + n for n in fields])} (known: "
                               f"{', '.join(prefix + n for n in fields)})")
         checked[name] = check_value(fields[name], value, f"{prefix}{name}", source)
     return cls(**checked)

@@ -33,8 +33,8 @@ def test_textrnn_toml_loads():
 
 
 @pytest.mark.parametrize("body, message", [
-    ("[train]\nbach_size = 3\n", "unknown config key 'train.bach_size'"),
-    ("[trian]\nbatch_size = 3\n", "unknown config section 'trian'"),
+    ("[train]\nbach_size = 3\n", "unknown config key 'train.bach_size'; did you mean 'train.batch_size'?"),
+    ("[trian]\nbatch_size = 3\n", "unknown config section 'trian'; did you mean 'train'? (known: "),
     ('[train]\nbatch_size = "64"\n', "'train.batch_size' must be int, got str"),
     ("[train]\nbatch_size = true\n", "'train.batch_size' must be int, got bool"),
     ("[train]\nbatch_size = 0\n", "'train.batch_size' must be >= 1, got 0"),
@@ -64,8 +64,8 @@ def test_parse_set_types_values():
         "train.learning_rate": 3e-4, "model.name": "textrnn", "train.batch_size": 32}
     with pytest.raises(ConfigError, match="expected section.key=value"):
         config_lib.parse_set(["train.batch_size"])
-    with pytest.raises(ConfigError, match="unknown config key 'train.nope'"):
-        config_lib.parse_set(["train.nope=1"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.nope' \(known keys: "):
+        config_lib.parse_set(["train.nope=1"])  # nothing close: no suggestion
 
 
 def test_precedence_defaults_file_flags_set(tmp_path):

@@ -78,7 +78,8 @@ CASES = {
         "index\\); start the workers with looptrain launch or set TF_CONFIG on each host"),
     "unknown config key": (
         lambda t, r: _train(t, "--set", "train.bach_size=8"),
-        "--set train.bach_size=8: unknown config key 'train.bach_size' \\(known keys: .*\\)"),
+        "--set train.bach_size=8: unknown config key 'train.bach_size'; did you mean "
+        "'train.batch_size'\\? \\(known keys: .*\\)"),
     "invalid value": (
         lambda t, r: _train(t, "--batch-size", "-5"),
         "--batch-size: 'train.batch_size' must be >= 1, got -5"),
