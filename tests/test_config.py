@@ -64,8 +64,8 @@ def test_parse_set_types_values():
         "train.learning_rate": 3e-4, "model.name": "textrnn", "train.batch_size": 32}
     with pytest.raises(ConfigError, match="expected section.key=value"):
         config_lib.parse_set(["train.batch_size"])
-    with pytest.raises(ConfigError, match=r"unknown config key 'train.nope' \(known keys: "):
-        config_lib.parse_set(["train.nope=1"])  # nothing close: no suggestion
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.xyzzy' \(known keys: "):
+        config_lib.parse_set(["train.xyzzy=1"])  # nothing close: no suggestion
 
 
 def test_precedence_defaults_file_flags_set(tmp_path):
