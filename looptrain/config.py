@@ -161,9 +161,19 @@ def _split_key(key: str, source: str) -> tuple[str, str]:
     cls = _SECTION_CLASSES.get(section)
     known = cls is not None and name in {f.name for f in dataclasses.fields(cls)}
     if not known and not (section in _OPEN_SECTIONS and name.isidentifier()):
-        raise ConfigError(f"{source}: unknown config key '{key}'{did_you_mean(key, known_keys())} "
-                          f"(known keys: {', '.join(known_keys())})")
+        raise _unknown_key(key, section, source)
     return section, name
+
+
+def _unknown_key(key: str, section: str, source: str) -> ConfigError:
+    """The closest known key if one is close (a typo), else the keys of `key`'s section (or all)."""
+    keys = known_keys()
+    hint = did_you_mean(key, keys)
+    if hint:
+        return ConfigError(f"{source}: unknown config key '{key}'{hint}")
+    same = [k for k in keys if k.startswith(f"{section}.")]
+    listed = f"known {section} keys: {', '.join(same)}" if same else f"known keys: {', '.join(keys)}"
+    return ConfigError(f"{source}: unknown config key '{key}' ({listed})")
 
 
 def from_dict(sections: Mapping[str, Any], *, source: str = "config",

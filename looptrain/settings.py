@@ -66,9 +66,10 @@ def build(cls, values: dict[str, Any], *, source: str, prefix: str = ""):
     checked = {}
     for name, value in values.items():
         if name not in fields:
+            known = [prefix + n for n in fields]
+            hint = did_you_mean(prefix + name, known)  # a typo: the one name, not all of them
             raise ConfigError(f"{source}: unknown setting '{prefix}{name}'"
-                              f"{did_you_mean(prefix + name, [prefix + n for n in fields])} (known: "
-                              f"{', '.join(prefix + n for n in fields)})")
+                              + (hint or f" (known: {', '.join(known)})"))
         checked[name] = check_value(fields[name], value, f"{prefix}{name}", source)
     return cls(**checked)
 

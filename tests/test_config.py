@@ -64,8 +64,12 @@ def test_parse_set_types_values():
         "train.learning_rate": 3e-4, "model.name": "textrnn", "train.batch_size": 32}
     with pytest.raises(ConfigError, match="expected section.key=value"):
         config_lib.parse_set(["train.batch_size"])
-    with pytest.raises(ConfigError, match=r"unknown config key 'train.xyzzy' \(known keys: "):
-        config_lib.parse_set(["train.xyzzy=1"])  # nothing close: no suggestion
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.xyzzy' \(known train keys: "
+                                          r"train.batch_size, .*\)$"):
+        config_lib.parse_set(["train.xyzzy=1"])  # nothing close: its section's keys
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.bach_size'; did you mean "
+                                          r"'train.batch_size'\?$"):
+        config_lib.parse_set(["train.bach_size=1"])  # a typo: the one key, not a page of them
 
 
 def test_precedence_defaults_file_flags_set(tmp_path):

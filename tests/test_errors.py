@@ -79,7 +79,7 @@ CASES = {
     "unknown config key": (
         lambda t, r: _train(t, "--set", "train.bach_size=8"),
         "--set train.bach_size=8: unknown config key 'train.bach_size'; did you mean "
-        "'train.batch_size'\\? \\(known keys: .*\\)"),
+        "'train.batch_size'\\?"),
     "invalid value": (
         lambda t, r: _train(t, "--batch-size", "-5"),
         "--batch-size: 'train.batch_size' must be >= 1, got -5"),
