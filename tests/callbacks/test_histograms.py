@@ -1,6 +1,7 @@
 """Histograms fall on their own cadence, not only where a log step happens to meet it, and a long
 run keeps to about `histogram_slices` of them."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -76,3 +77,36 @@ def test_a_run_saved_before_histogram_slices_reads_as_uncapped(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(sections))
     assert config_lib.load_json(tmp_path / "config.json").train.histogram_slices == 0
     assert config_lib.Config().train.histogram_slices == 10  # a new run: about ten slices
+
+
+@pytest.mark.parametrize("data", [np.random.default_rng(0).normal(size=[40, 8]),  # spread
+                                  np.zeros([16]),  # a bias at its start: one value
+                                  np.array([1.0, 2.0]), np.full([3, 3], -2.5),
+                                  np.random.default_rng(1).normal(scale=1e-3, size=[5000, 4])])
+def test_histograms_read_back_as_tensorboards_own(tmp_path, data):
+    # The histograms are computed without tf.summary.histogram's conds (a faster first trace):
+    # TensorBoard must read the same buckets and the same plugin as from the public API.
+    from looptrain.callbacks.histograms import _histogram
+
+    writers = {name: tf.summary.create_file_writer(str(tmp_path / name)) for name in ("tf", "ours")}
+
+    @tf.function
+    def write(data):
+        with writers["tf"].as_default():
+            tf.summary.histogram("h", data, step=3)
+        with writers["ours"].as_default():
+            _histogram("h", data, tf.constant(3, tf.int64))
+
+    write(tf.constant(data, tf.float32))
+    read = {}
+    for name, writer in writers.items():
+        writer.flush()
+        (path,) = (tmp_path / name).glob("events.*")
+        (value,) = [(e.step, v) for e in tf.compat.v1.train.summary_iterator(str(path))
+                    for v in e.summary.value]
+        read[name] = (value[0], value[1].tag, value[1].metadata.plugin_data.plugin_name,
+                      tf.make_ndarray(value[1].tensor))
+    assert read["ours"][:3] == read["tf"][:3] == (3, "h", "histograms")
+    ours, theirs = read["ours"][3], read["tf"][3]
+    np.testing.assert_array_equal(ours[:, 2], theirs[:, 2])  # the counts, exactly
+    np.testing.assert_allclose(ours[:, :2], theirs[:, :2], rtol=1e-12)  # edges (float64 ulps)
