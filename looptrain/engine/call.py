@@ -260,7 +260,9 @@ class TrainCall:
         logged = flags[0] & complete
 
         def read_and_reset():
-            means = self._sums / tf.maximum(self._count, 1.0)
+            # NaN when every step of the interval was skipped (on_nan = "skip"): no step
+            # measured anything, and a mean of 0 would read as a perfect loss.
+            means = self._sums / self._count
             logs = {f"train/{name}": means[i] for i, name in enumerate(self.names)}
             logs.update({f"train/{name}": tf.cast(read(), tf.float32)
                          for name, read in self.log_values.items()})

@@ -191,6 +191,18 @@ def test_on_nan_skip_leaves_out_the_nonfinite_update_and_goes_on(tiny_config, wh
     assert float(call._count.numpy()) == 6
 
 
+def test_an_interval_whose_every_step_was_skipped_logs_no_mean(tiny_config):
+    # A mean of nothing is not 0 (a perfect loss in the display and TensorBoard): NaN, which the
+    # metrics file writes as null.
+    _, call, iterator = _poisoned(tiny_config, "loss", skip_nonfinite=True)
+    logs = call(iterator, 3, log=True).logs
+    assert all(np.isfinite(v) for v in logs.values())
+    logs = call(iterator, 1, log=True).logs  # step 4, skipped, alone in its interval
+    assert logs["train/nonfinite_steps"] == 1
+    assert all(np.isnan(logs[f"train/{name}"]) for name in ("loss", "accuracy", "grad_norm"))
+    assert all(np.isfinite(v) for v in call(iterator, 2, log=True).logs.values())
+
+
 def test_xla_update_trains_like_the_plain_one(tiny_config):
     config = tiny_config.replace({"model.dropout": 0.0})
     _, plain, call, iterator = _setup(config)
