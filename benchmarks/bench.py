@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="also run each workload with this override and report its cost")
     parser.add_argument("--repeats", type=int, default=3, help="--compare: rounds")
-    parser.add_argument("--cpus", default="0",
+    parser.add_argument("--cpus", default="0", type=_cpus_argument,
                         help="the CPUs every process runs on, e.g. 0 or 0-3, or 'all' (default 0: "
                              "on a shared VM a second CPU added its own noise)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # a child process
@@ -175,6 +175,26 @@ def _cpu_list(text: str) -> set[int]:
         first, _, last = part.partition("-")
         cpus.update(range(int(first), int(last or first) + 1))
     return cpus
+
+
+def _cpus_argument(text: str) -> str:
+    """`--cpus` checked before any process starts: a CPU list of this machine's, or `all`."""
+    if text == "all":
+        return text
+    usable = os.sched_getaffinity(0)
+    try:
+        cpus = _cpu_list(text)
+    except ValueError:
+        cpus = set()
+    if not cpus or not cpus <= usable:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of this machine's CPUs ({_cpu_text(usable)}), e.g. 0, 0-1, "
+            f"0,1 or all")
+    return text
+
+
+def _cpu_text(cpus: set[int]) -> str:
+    return ",".join(map(str, sorted(cpus)))
 
 
 def _quick_overrides(name: str) -> dict:
