@@ -34,19 +34,27 @@ def take_turns(commands: dict[str, list[str]], windows: int) -> dict[str, dict]:
         for turn in range(windows):
             for variant in (order if turn % 2 == 0 else order[::-1]):
                 process = processes[variant]
-                process.stdin.write("go\n")
-                process.stdin.flush()
+                _go(process)
                 _expect(process, "@@window", variant)
                 _expect(process, "@@ready", variant)  # at its next gate: idle from here on
         for process in processes.values():  # after the last window: the processes finish
-            process.stdin.write("go\n")
-            process.stdin.flush()
+            _go(process)
         return {v: _figures(p, v) for v, p in processes.items()}
     finally:
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def _go(process: subprocess.Popen) -> None:
+    """Tells `process` to go on. One that has ended already (its pipe broken) is named, with its
+    exit status, by the read that follows."""
+    try:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    except BrokenPipeError:
+        pass
 
 
 def _expect(process: subprocess.Popen, tag: str, variant: str) -> str:
