@@ -172,8 +172,8 @@ def _cpu_list(text: str) -> set[int]:
     """`0`, `0-3` or `0,2` as a set of CPU numbers."""
     cpus = set()
     for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
+        first, dash, last = part.partition("-")
+        cpus.update(range(int(first), int(last if dash else first) + 1))  # "0-": int("") fails
     return cpus
 
 

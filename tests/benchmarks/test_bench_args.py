@@ -18,9 +18,11 @@ def test_cpu_lists_read_as_sets(text, cpus):
     assert bench._cpu_list(text) == cpus
 
 
-@pytest.mark.parametrize("text", ["x", "", "0-", str(max(os.sched_getaffinity(0)) + 1)])
+@pytest.mark.parametrize("text", ["x", "", "0-", "-1", "1-0", str(max(os.sched_getaffinity(0)) + 1)])
 def test_cpus_it_cannot_use_are_refused_before_any_process_starts(text):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--cpus", text],
+    # (An unknown workload too: were the CPUs accepted, it fails at once, not after a whole bench.)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--cpus", text,
+                           "--workloads", "nope"],
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2 and done.stdout == ""
