@@ -188,13 +188,9 @@ def _cpus_argument(text: str) -> str:
         cpus = set()
     if not cpus or not cpus <= usable:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of this machine's CPUs ({_cpu_text(usable)}), e.g. 0, 0-1, "
-            f"0,1 or all")
+            f"{text!r} is not a list of this machine's CPUs ({','.join(map(str, sorted(usable)))}), "
+            f"e.g. 0, 0-1, 0,1 or all")
     return text
-
-
-def _cpu_text(cpus: set[int]) -> str:
-    return ",".join(map(str, sorted(cpus)))
 
 
 def _quick_overrides(name: str) -> dict:
